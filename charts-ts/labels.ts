@@ -1,0 +1,39 @@
+/**
+ * Label and annotation names the platform puts on training Jobs and their Pods.
+ * The dispatcher selects and filters by these, the NetworkPolicy and the alert
+ * rules match on them: change them here or nowhere.
+ */
+
+export const LABEL = {
+  app: "app",
+  jobId: "job-id",
+  framework: "framework",
+  projectId: "project-id",
+  priority: "priority",
+} as const;
+
+/** Value of the `app` label on every training Job and Pod. */
+export const TRAINING_JOB_APP = "training-job";
+
+const ANNOTATION_PREFIX = "training-platform.io";
+
+export const ANNOTATION = {
+  /** The normalized request the Job was rendered from, as canonical JSON. */
+  request: `${ANNOTATION_PREFIX}/request`,
+} as const;
+
+/** Label keys a request may not set, because the platform owns them. */
+export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set([
+  ...Object.values(LABEL),
+  "job-name",
+  "batch.kubernetes.io/job-name",
+  "controller-uid",
+  "batch.kubernetes.io/controller-uid",
+]);
+
+/** Label key prefixes a request may not use: Kubernetes' own and the platform's. */
+export const RESERVED_LABEL_PREFIXES: readonly string[] = ["kubernetes.io/", "k8s.io/", "batch.kubernetes.io/", `${ANNOTATION_PREFIX}/`];
+
+export function trainingJobName(jobId: number): string {
+  return `training-job-${jobId}`;
+}

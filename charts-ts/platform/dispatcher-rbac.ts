@@ -1,0 +1,42 @@
+import { k8s } from "cdk8s-plus-33";
+import { Construct } from "constructs";
+
+export interface DispatcherRbacProps {
+  /** Namespace the dispatcher runs in and manages Jobs in. */
+  readonly namespace: string;
+  /**
+   * ServiceAccount name.
+   * @default "training-dispatcher"
+   */
+  readonly serviceAccountName?: string;
+}
+
+/**
+ * The dispatcher's identity and the least it needs: Jobs to submit, watch,
+ * stop (suspend patch) and delete; Pods, their logs and Events to derive status;
+ * a Lease so only one replica delivers status callbacks.
+ */
+export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
+  { apiGroups: ["batch"], resources: ["jobs"], verbs: ["create", "get", "list", "watch", "delete", "patch"] },
+  { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+  { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
+  { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+];
+
+export class DispatcherRbac extends Construct {
+  readonly serviceAccountName: string;
+
+  constructor(scope: Construct, id: string, props: DispatcherRbacProps) {
+    super(scope, id);
+    this.serviceAccountName = props.serviceAccountName ?? "training-dispatcher";
+    const metadata = { name: this.serviceAccountName, namespace: props.namespace };
+    new k8s.KubeServiceAccount(this, "ServiceAccount", { metadata, automountServiceAccountToken: true });
+    new k8s.KubeRole(this, "Role", { metadata, rules: [...DISPATCHER_RULES] });
+    new k8s.KubeRoleBinding(this, "RoleBinding", {
+      metadata,
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: this.serviceAccountName },
+      subjects: [{ kind: "ServiceAccount", name: this.serviceAccountName, namespace: props.namespace }],
+    });
+  }
+}

@@ -1,0 +1,103 @@
+import { k8s } from "cdk8s-plus-33";
+import { Construct } from "constructs";
+import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
+import type { PlatformSettings } from "../settings.ts";
+
+export interface DispatcherProps {
+  /** Platform settings the dispatcher renders TrainingJobs with; the same ones `cdk8s synth` used. */
+  readonly platform: PlatformSettings;
+  /** ServiceAccount bound to the dispatcher's Role. */
+  readonly serviceAccountName: string;
+  /**
+   * Tag of the dispatcher image.
+   * @default the trainer image version
+   */
+  readonly imageVersion?: string;
+  /**
+   * Replicas: all serve the API; a Lease elects the one that delivers callbacks.
+   * @default 2
+   */
+  readonly replicas?: number;
+  /**
+   * Secret holding `api-token` (what the backend presents) and `backend-token`
+   * (what the dispatcher presents to the backend).
+   * @default "training-dispatcher"
+   */
+  readonly tokenSecretName?: string;
+}
+
+const APP_LABELS = { "app.kubernetes.io/name": "training-dispatcher", "app.kubernetes.io/part-of": "training-platform" };
+const HTTP_PORT = 8080;
+const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
+
+/** The dispatcher's Deployment, Service and PodDisruptionBudget. */
+export class Dispatcher extends Construct {
+  constructor(scope: Construct, id: string, props: DispatcherProps) {
+    super(scope, id);
+    const { platform } = props;
+    const metadata = { name: "training-dispatcher", namespace: platform.namespace, labels: APP_LABELS };
+    const tokenSecretName = props.tokenSecretName ?? "training-dispatcher";
+    const env: Record<string, string> = {
+      PORT: String(HTTP_PORT),
+      DEFAULT_EXECUTOR: "kubernetes",
+      TRAINING_NAMESPACE: platform.namespace,
+      TRAINER_REGISTRY: platform.registry,
+      TRAINER_IMAGE_VERSION: platform.trainerImageVersion,
+      MLFLOW_TRACKING_URI: platform.mlflowTrackingUri,
+      DISPATCHER_API_TOKEN_FILE: `${SECRETS_DIR}/api-token`,
+      BACKEND_TOKEN_FILE: `${SECRETS_DIR}/backend-token`,
+    };
+    const probe = (path: string): k8s.Probe => ({
+      httpGet: { path, port: k8s.IntOrString.fromString("http") },
+      periodSeconds: 10,
+      timeoutSeconds: 2,
+    });
+
+    new k8s.KubeDeployment(this, "Deployment", {
+      metadata,
+      spec: {
+        replicas: props.replicas ?? 2,
+        selector: { matchLabels: APP_LABELS },
+        strategy: {
+          type: "RollingUpdate",
+          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
+        },
+        template: {
+          metadata: { labels: APP_LABELS },
+          spec: {
+            serviceAccountName: props.serviceAccountName,
+            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } },
+            containers: [
+              {
+                name: "dispatcher",
+                image: `${platform.registry}/${DISPATCHER_IMAGE_REPOSITORY}:${props.imageVersion ?? platform.trainerImageVersion}`,
+                ports: [{ name: "http", containerPort: HTTP_PORT }],
+                env: [
+                  ...Object.entries(env).map(([name, value]) => ({ name, value })),
+                  { name: "BACKEND_API_URL", valueFrom: { configMapKeyRef: { name: platform.backendConfigMapName, key: "api-url" } } },
+                ],
+                readinessProbe: probe("/readyz"),
+                livenessProbe: { ...probe("/healthz"), failureThreshold: 3 },
+                resources: {
+                  requests: { cpu: k8s.Quantity.fromString("100m"), memory: k8s.Quantity.fromString("256Mi") },
+                  limits: { memory: k8s.Quantity.fromString("1Gi") },
+                },
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+                volumeMounts: [{ name: "tokens", mountPath: SECRETS_DIR, readOnly: true }],
+              },
+            ],
+            volumes: [{ name: "tokens", secret: { secretName: tokenSecretName, defaultMode: 0o440 } }],
+          },
+        },
+      },
+    });
+    new k8s.KubeService(this, "Service", {
+      metadata,
+      spec: { selector: APP_LABELS, ports: [{ name: "http", port: 80, targetPort: k8s.IntOrString.fromString("http") }] },
+    });
+    new k8s.KubePodDisruptionBudget(this, "Budget", {
+      metadata,
+      spec: { minAvailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: APP_LABELS } },
+    });
+  }
+}

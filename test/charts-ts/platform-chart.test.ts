@@ -1,0 +1,105 @@
+import { Testing } from "cdk8s";
+import { describe, expect, it } from "vitest";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: structural assertions on free-form JSON
+type Json = any;
+
+const objects: Json[] = Testing.synth(new PlatformChart(Testing.app(), "platform"));
+const find = (kind: string, name?: string): Json => {
+  const found = objects.find((object) => object.kind === kind && (name === undefined || object.metadata.name === name));
+  if (!found) throw new Error(`no ${kind} ${name ?? ""}`);
+  return found;
+};
+
+describe("PlatformChart", () => {
+  it("creates the training namespace under the restricted pod security profile", () => {
+    const namespace = find("Namespace");
+    expect(namespace.metadata.name).toBe("training");
+    expect(namespace.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+  });
+
+  it("grants the dispatcher exactly what it uses, in its namespace only", () => {
+    const role = find("Role");
+    expect(role.metadata.namespace).toBe("training");
+    expect(role.rules).toEqual([
+      { apiGroups: ["batch"], resources: ["jobs"], verbs: ["create", "get", "list", "watch", "delete", "patch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+      { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
+      { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+    ]);
+    expect(objects.some((object) => object.kind === "ClusterRole" || object.kind === "ClusterRoleBinding")).toBe(false);
+    const binding = find("RoleBinding");
+    expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name });
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: find("ServiceAccount").metadata.name, namespace: "training" }]);
+  });
+
+  it("caps GPUs and defaults container resources", () => {
+    expect(find("ResourceQuota").spec.hard["requests.nvidia.com/gpu"]).toBe(16);
+    const limits = find("LimitRange").spec.limits[0];
+    expect(limits.type).toBe("Container");
+    expect(limits.defaultRequest).toEqual({ cpu: "500m", memory: "1Gi" });
+  });
+
+  it("takes quota sizes from props", () => {
+    const sized: Json[] = Testing.synth(new PlatformChart(Testing.app(), "platform", { quota: { maxGpus: 64, maxJobs: 50 } }));
+    expect(sized.find((object) => object.kind === "ResourceQuota").spec.hard).toEqual({
+      "requests.nvidia.com/gpu": 64,
+      "count/jobs.batch": 50,
+    });
+  });
+
+  it("defines the three priority classes requests name", () => {
+    const classes = objects.filter((object) => object.kind === "PriorityClass");
+    expect(classes.map((priorityClass) => [priorityClass.metadata.name, priorityClass.value, priorityClass.preemptionPolicy])).toEqual([
+      ["training-high", 1000, "PreemptLowerPriority"],
+      ["training-default", 500, "PreemptLowerPriority"],
+      ["training-low", 100, "Never"],
+    ]);
+    expect(classes.every((priorityClass) => priorityClass.globalDefault === false)).toBe(true);
+  });
+
+  it("shuts trainer pods off from ingress and lets them reach only DNS, object store, backend and MLflow", () => {
+    const policy = find("NetworkPolicy");
+    expect(policy.spec.podSelector).toEqual({ matchLabels: { app: "training-job" } });
+    expect(policy.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(policy.spec.ingress).toBeUndefined();
+    const [dns, objectStore, backend, mlflow] = policy.spec.egress;
+    expect(policy.spec.egress).toHaveLength(4);
+    expect(dns.ports).toEqual([
+      { protocol: "UDP", port: 53 },
+      { protocol: "TCP", port: 53 },
+    ]);
+    expect(objectStore.ports).toEqual([{ protocol: "TCP", port: 443 }]);
+    expect(objectStore.to[0].ipBlock.except).toContain("169.254.0.0/16");
+    expect(backend.to[0].namespaceSelector.matchLabels).toEqual({ "kubernetes.io/metadata.name": "backend" });
+    expect(backend.ports).toEqual([{ protocol: "TCP", port: 8000 }]);
+    expect(mlflow.ports).toEqual([{ protocol: "TCP", port: 5000 }]);
+  });
+
+  it("runs the dispatcher non-root with probes, resources and a disruption budget", () => {
+    const deployment = find("Deployment");
+    const pod = deployment.spec.template.spec;
+    const [container] = pod.containers;
+    expect(pod.serviceAccountName).toBe(find("ServiceAccount").metadata.name);
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(container.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(container.readinessProbe.httpGet.path).toBe("/readyz");
+    expect(container.livenessProbe.httpGet.path).toBe("/healthz");
+    expect(container.resources.requests).toEqual({ cpu: "100m", memory: "256Mi" });
+    expect(container.image).toBe("ghcr.io/myorg/training-dispatcher:v1.0");
+    // Tokens come from a mounted Secret, never from a literal in the manifest.
+    expect(container.env.map((env: Json) => env.name)).not.toContain("DISPATCHER_API_TOKEN");
+    expect(pod.volumes[0].secret.secretName).toBe("training-dispatcher");
+    expect(find("Service").spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    const budget = find("PodDisruptionBudget");
+    expect(budget.spec.minAvailable).toBe(1);
+    expect(budget.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(deployment.spec.replicas).toBeGreaterThan(budget.spec.minAvailable);
+  });
+});
