@@ -20,6 +20,8 @@ const ANNOTATION_PREFIX = "training-platform.io";
 export const ANNOTATION = {
   /** The normalized request the Job was rendered from, as canonical JSON. */
   request: `${ANNOTATION_PREFIX}/request`,
+  /** Set by the dispatcher when a stop is requested (RFC 3339); it makes the phase `stopped`. */
+  stoppedAt: `${ANNOTATION_PREFIX}/stopped-at`,
 } as const;
 
 /** Label keys a request may not set, because the platform owns them. */

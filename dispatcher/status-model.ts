@@ -1,0 +1,57 @@
+/**
+ * What the backend sees of a training job: the phase model of DESIGN.md as zod
+ * schemas, so the TypeScript types and the OpenAPI document come from one place.
+ */
+import { z } from "zod";
+import { EXECUTORS } from "../charts-ts/request.ts";
+
+export const PHASES = ["pending", "queued", "starting", "running", "retrying", "completed", "failed", "stopped"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const TERMINAL_PHASES: ReadonlySet<Phase> = new Set(["completed", "failed", "stopped"]);
+
+/** Machine-readable reasons; `message` carries the human detail (the scheduler's words, the exit code). */
+export const REASON = {
+  created: "Created",
+  unschedulable: "Unschedulable",
+  containerCreating: "ContainerCreating",
+  started: "Started",
+  error: "Error",
+  oomKilled: "OOMKilled",
+  preempted: "Preempted",
+  succeeded: "Succeeded",
+  backoffLimitExceeded: "BackoffLimitExceeded",
+  deadlineExceeded: "DeadlineExceeded",
+  configurationError: "ConfigurationError",
+  stoppedByUser: "StoppedByUser",
+  suspended: "Suspended",
+  lost: "Lost",
+} as const;
+
+export const transitionSchema = z.object({
+  phase: z.enum(PHASES),
+  reason: z.string(),
+  message: z.string().optional(),
+  /** 1-based attempt the transition belongs to, when it belongs to one. */
+  attempt: z.number().int().positive().optional(),
+  at: z.iso.datetime(),
+});
+export type Transition = z.infer<typeof transitionSchema>;
+
+export const jobStatusSchema = z.object({
+  jobId: z.number().int().positive(),
+  executor: z.enum(EXECUTORS),
+  /** Kubernetes Job name, or the local run's name. */
+  name: z.string(),
+  phase: z.enum(PHASES),
+  reason: z.string(),
+  message: z.string().optional(),
+  /** Attempts started so far (pods created). */
+  attempts: z.number().int().nonnegative(),
+  lastExitCode: z.number().int().optional(),
+  node: z.string().optional(),
+  startTime: z.iso.datetime().optional(),
+  completionTime: z.iso.datetime().optional(),
+  transitions: z.array(transitionSchema),
+});
+export type JobStatus = z.infer<typeof jobStatusSchema>;

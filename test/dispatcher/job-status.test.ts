@@ -1,0 +1,190 @@
+import type { CoreV1Event, V1ContainerState, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { ANNOTATION } from "../../charts-ts/labels.ts";
+import { deriveJobStatus } from "../../dispatcher/job-status.ts";
+
+// Realistic objects as the API server returns them, built at fixed times: t(0) is the Job's creation.
+const t = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds));
+const at = (seconds: number) => t(seconds).toISOString();
+
+function job(extra: { conditions?: V1JobCondition[]; suspend?: boolean; annotations?: Record<string, string>; completionTime?: Date } = {}): V1Job {
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name: "training-job-7", namespace: "training", creationTimestamp: t(0), ...(extra.annotations && { annotations: extra.annotations }) },
+    spec: { backoffLimit: 3, suspend: extra.suspend ?? false, template: { spec: { containers: [] } } },
+    status: { startTime: t(0), ...(extra.conditions && { conditions: extra.conditions }), ...(extra.completionTime && { completionTime: extra.completionTime }) },
+  };
+}
+
+const cond = (type: string, reason: string, seconds: number, message?: string): V1JobCondition => ({
+  type,
+  status: "True",
+  reason,
+  lastTransitionTime: t(seconds),
+  ...(message && { message }),
+});
+
+interface PodShape {
+  created: number;
+  phase: "Pending" | "Running" | "Succeeded" | "Failed";
+  scheduledAt?: number;
+  unschedulable?: string;
+  state?: V1ContainerState;
+  disrupted?: boolean;
+  node?: string;
+}
+
+let podCount = 0;
+function pod(shape: PodShape): V1Pod {
+  podCount += 1;
+  const conditions = [
+    ...(shape.unschedulable ? [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: shape.unschedulable, lastTransitionTime: t(shape.created) }] : []),
+    ...(shape.scheduledAt !== undefined ? [{ type: "PodScheduled", status: "True", lastTransitionTime: t(shape.scheduledAt) }] : []),
+    ...(shape.disrupted ? [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", lastTransitionTime: t(shape.created + 1) }] : []),
+  ];
+  return {
+    metadata: { name: `training-job-7-pod${podCount}`, namespace: "training", creationTimestamp: t(shape.created) },
+    spec: { containers: [{ name: "trainer" }], ...(shape.scheduledAt !== undefined && { nodeName: shape.node ?? "gpu-node-1" }) },
+    status: {
+      phase: shape.phase,
+      conditions,
+      ...(shape.state && { containerStatuses: [{ name: "trainer", image: "i", imageID: "", ready: false, restartCount: 0, state: shape.state }] }),
+    },
+  };
+}
+
+const running = (from: number): V1ContainerState => ({ running: { startedAt: t(from) } });
+const exited = (from: number, to: number, exitCode: number, reason = exitCode === 0 ? "Completed" : "Error"): V1ContainerState => ({
+  terminated: { startedAt: t(from), finishedAt: t(to), exitCode, reason },
+});
+const waiting = (reason: string, message: string): V1ContainerState => ({ waiting: { reason, message } });
+
+function failedScheduling(podName: string, first: number, message: string): CoreV1Event {
+  return {
+    metadata: { name: `${podName}.1`, namespace: "training" },
+    involvedObject: { kind: "Pod", name: podName, namespace: "training" },
+    reason: "FailedScheduling",
+    message,
+    type: "Warning",
+    firstTimestamp: t(first),
+    lastTimestamp: t(first + 5),
+  };
+}
+
+const phases = (status: ReturnType<typeof deriveJobStatus>) => status.transitions.map((tr) => tr.phase);
+
+describe("deriveJobStatus", () => {
+  it("is pending before the Job controller makes a pod", () => {
+    const status = deriveJobStatus({ job: job(), pods: [] }, 7);
+    expect(status).toMatchObject({ jobId: 7, name: "training-job-7", phase: "pending", reason: "Created", attempts: 0 });
+    expect(status.transitions).toEqual([{ phase: "pending", reason: "Created", at: at(0) }]);
+  });
+
+  it("is queued with the scheduler's reason when no node fits", () => {
+    const message = "0/3 nodes are available: 2 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity/selector.";
+    const waitingPod = pod({ created: 1, phase: "Pending", unschedulable: message });
+    const status = deriveJobStatus({ job: job(), pods: [waitingPod], events: [failedScheduling(waitingPod.metadata?.name ?? "", 1, message)] }, 7);
+    expect(status).toMatchObject({ phase: "queued", reason: "Unschedulable", message, attempts: 1 });
+    expect(phases(status)).toEqual(["pending", "queued"]);
+    expect(status.transitions.at(-1)?.at).toBe(at(1));
+  });
+
+  it("is starting while the image pulls, and says when the pull fails", () => {
+    const pulling = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ContainerCreating", "") })] }, 7);
+    expect(pulling).toMatchObject({ phase: "starting", reason: "ContainerCreating", node: "gpu-node-1" });
+    const broken = deriveJobStatus(
+      { job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ImagePullBackOff", 'Back-off pulling image "x"') })] },
+      7,
+    );
+    expect(broken).toMatchObject({ phase: "starting", reason: "ImagePullBackOff", message: 'Back-off pulling image "x"' });
+    expect(phases(broken)).toEqual(["pending", "starting"]);
+  });
+
+  it("is running once the trainer container starts", () => {
+    const status = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Running", scheduledAt: 2, state: running(5) })] }, 7);
+    expect(status).toMatchObject({ phase: "running", attempts: 1, node: "gpu-node-1" });
+    expect(status.transitions).toEqual([
+      { phase: "pending", reason: "Created", at: at(0) },
+      { phase: "starting", reason: "ContainerCreating", message: "attempt 1 scheduled on gpu-node-1", attempt: 1, at: at(2) },
+      { phase: "running", reason: "Started", message: "attempt 1 running", attempt: 1, at: at(5) },
+    ]);
+  });
+
+  it("is retrying after a failed attempt, with the attempt number and exit code", () => {
+    const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 1) });
+    const second = pod({ created: 22, phase: "Pending", scheduledAt: 23, state: waiting("ContainerCreating", "") });
+    const status = deriveJobStatus({ job: job(), pods: [second, first] }, 7);
+    expect(status).toMatchObject({ phase: "retrying", reason: "Error", message: "attempt 1 exited with code 1", attempts: 2, lastExitCode: 1 });
+    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying"]);
+    expect(status.transitions.find((tr) => tr.phase === "retrying")?.at).toBe(at(20));
+  });
+
+  it("is retrying right after a failure, before the next pod exists", () => {
+    const status = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 137, "OOMKilled") })] }, 7);
+    expect(status).toMatchObject({ phase: "retrying", reason: "OOMKilled", lastExitCode: 137 });
+  });
+
+  it("runs again on the second attempt and keeps the history", () => {
+    const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 1) });
+    const second = pod({ created: 22, phase: "Running", scheduledAt: 23, state: running(25) });
+    const status = deriveJobStatus({ job: job(), pods: [first, second] }, 7);
+    expect(status).toMatchObject({ phase: "running", attempts: 2 });
+    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "running"]);
+    expect(status.transitions.at(-1)).toMatchObject({ attempt: 2, at: at(25) });
+  });
+
+  it("counts a preempted attempt as a disruption, not an error", () => {
+    const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 143), disrupted: true });
+    const status = deriveJobStatus({ job: job(), pods: [first] }, 7);
+    expect(status).toMatchObject({ phase: "retrying", reason: "Preempted" });
+  });
+
+  it("is completed when the Job completes", () => {
+    const done = pod({ created: 1, phase: "Succeeded", scheduledAt: 2, state: exited(5, 60, 0) });
+    const status = deriveJobStatus({ job: job({ conditions: [cond("SuccessCriteriaMet", "CompletionsReached", 61), cond("Complete", "CompletionsReached", 61)], completionTime: t(61) }), pods: [done] }, 7);
+    expect(status).toMatchObject({ phase: "completed", reason: "Succeeded", lastExitCode: 0, completionTime: at(61), startTime: at(0) });
+    expect(phases(status)).toEqual(["pending", "starting", "running", "completed"]);
+  });
+
+  it("is failed by the backoff limit, with the last exit code", () => {
+    const pods = [1, 30, 60, 90].map((c) => pod({ created: c, phase: "Failed", scheduledAt: c + 1, state: exited(c + 2, c + 20, 1) }));
+    const status = deriveJobStatus({ job: job({ conditions: [cond("FailureTarget", "BackoffLimitExceeded", 111), cond("Failed", "BackoffLimitExceeded", 112)] }), pods }, 7);
+    expect(status).toMatchObject({ phase: "failed", reason: "BackoffLimitExceeded", attempts: 4, lastExitCode: 1, completionTime: at(112) });
+    expect(status.message).toBe("failed 4 attempts; the last exited with code 1");
+    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "running", "retrying", "running", "retrying", "running", "failed"]);
+  });
+
+  it("says OOMKilled when the last attempt ran out of memory", () => {
+    const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 9, 137, "OOMKilled") })];
+    const status = deriveJobStatus({ job: job({ conditions: [cond("Failed", "BackoffLimitExceeded", 10)] }), pods }, 7);
+    expect(status).toMatchObject({ phase: "failed", reason: "OOMKilled", lastExitCode: 137 });
+  });
+
+  it("is failed by the deadline", () => {
+    const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 100, 143) })];
+    const status = deriveJobStatus({ job: job({ conditions: [cond("Failed", "DeadlineExceeded", 100, "Job was active longer than specified deadline")] }), pods }, 7);
+    expect(status).toMatchObject({ phase: "failed", reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" });
+  });
+
+  it("is failed at once by the pod failure policy on a configuration exit code", () => {
+    const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 4, 2) })];
+    const status = deriveJobStatus({ job: job({ conditions: [cond("Failed", "PodFailurePolicy", 5)] }), pods }, 7);
+    expect(status).toMatchObject({ phase: "failed", reason: "ConfigurationError", attempts: 1, lastExitCode: 2 });
+    expect(phases(status)).toEqual(["pending", "starting", "running", "failed"]);
+  });
+
+  it("is stopped when a stop was requested, even while the pod terminates", () => {
+    const annotations = { [ANNOTATION.stoppedAt]: at(40) };
+    const terminating = pod({ created: 1, phase: "Running", scheduledAt: 2, state: running(5) });
+    const stopping = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [terminating] }, 7);
+    expect(stopping).toMatchObject({ phase: "stopped", reason: "StoppedByUser", message: expect.stringContaining("waiting for the trainer") });
+    const stopped = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [] }, 7);
+    expect(stopped).toMatchObject({ phase: "stopped", message: "stopped on request", completionTime: at(40) });
+    expect(phases(stopping)).toEqual(["pending", "starting", "running", "stopped"]);
+  });
+
+  it("is pending while suspended without a stop", () => {
+    expect(deriveJobStatus({ job: job({ suspend: true }), pods: [] }, 7)).toMatchObject({ phase: "pending", reason: "Suspended" });
+  });
+});
