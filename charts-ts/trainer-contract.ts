@@ -45,9 +45,10 @@ export const TRAINER_FIXED_ENV: Readonly<Record<string, string>> = {
 /**
  * The train.py command line for a request, in the plan's order. Each flag is
  * one argv element of the form `--name=value`, so no value can split into a
- * second argument, and advanced_config travels as one JSON argument.
+ * second argument, and advanced_config travels as one JSON argument. The local
+ * executor passes its own output folder; in a pod it is always OUTPUT_DIR.
  */
-export function trainerArgs(request: TrainingRequest): string[] {
+export function trainerArgs(request: TrainingRequest, outputDir: string = OUTPUT_DIR): string[] {
   const args = [
     `--framework=${request.framework}`,
     `--task_type=${request.taskType}`,
@@ -65,7 +66,7 @@ export function trainerArgs(request: TrainingRequest): string[] {
   if (request.imageSize !== undefined) args.push(`--image_size=${request.imageSize}`);
   // train.py's flag is store_true: "not pretrained" is the flag's absence.
   if (request.pretrained) args.push("--pretrained");
-  args.push(`--output_dir=${OUTPUT_DIR}`, `--job_id=${request.jobId}`);
+  args.push(`--output_dir=${outputDir}`, `--job_id=${request.jobId}`);
   if (request.projectId !== undefined) args.push(`--project_id=${request.projectId}`);
   if (request.advancedConfig !== undefined) args.push(`--advanced_config=${JSON.stringify(request.advancedConfig)}`);
   return args;

@@ -16,7 +16,13 @@ export interface ClusterObjects {
   readonly events?: readonly CoreV1Event[];
 }
 
-const IMAGE_TROUBLE = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"]);
+const IMAGE_TROUBLE = new Set([
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "InvalidImageName",
+  "CreateContainerConfigError",
+  "CreateContainerError",
+]);
 
 type Instant = Date | string | undefined;
 const iso = (value: Instant): string | undefined => (value === undefined ? undefined : new Date(value).toISOString());
@@ -38,7 +44,11 @@ interface Attempt {
 
 function attemptsOf(pods: readonly V1Pod[]): Attempt[] {
   return [...pods]
-    .sort((a, b) => millis(a.metadata?.creationTimestamp) - millis(b.metadata?.creationTimestamp) || (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""))
+    .sort(
+      (a, b) =>
+        millis(a.metadata?.creationTimestamp) - millis(b.metadata?.creationTimestamp) ||
+        (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""),
+    )
     .map((pod, index) => ({ number: index + 1, pod, container: trainerStatus(pod) }));
 }
 
@@ -53,9 +63,11 @@ function wasDisrupted(pod: V1Pod): boolean {
 
 /** Why an attempt ended badly, as a retry cause. */
 function failureOf(attempt: Attempt): Pick<Transition, "reason" | "message"> {
-  if (wasDisrupted(attempt.pod)) return { reason: REASON.preempted, message: `attempt ${attempt.number} was disrupted (preemption, drain or eviction)` };
+  if (wasDisrupted(attempt.pod))
+    return { reason: REASON.preempted, message: `attempt ${attempt.number} was disrupted (preemption, drain or eviction)` };
   const exit = exitOf(attempt);
-  if (exit.reason === "OOMKilled") return { reason: REASON.oomKilled, message: `attempt ${attempt.number} ran out of memory (exit code ${exit.code})` };
+  if (exit.reason === "OOMKilled")
+    return { reason: REASON.oomKilled, message: `attempt ${attempt.number} ran out of memory (exit code ${exit.code})` };
   return { reason: REASON.error, message: `attempt ${attempt.number} exited with code ${exit.code ?? "unknown"}` };
 }
 
@@ -72,7 +84,9 @@ function queuedSince(attempt: Attempt, events: readonly CoreV1Event[]): string |
   const times = events
     .filter((e) => e.involvedObject.name === attempt.pod.metadata?.name && e.reason === "FailedScheduling")
     .map((e) => millis(e.firstTimestamp ?? e.eventTime));
-  const unschedulable = attempt.pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable");
+  const unschedulable = attempt.pod.status?.conditions?.find(
+    (c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable",
+  );
   if (unschedulable) times.push(millis(unschedulable.lastTransitionTime));
   const earliest = times.filter((t) => t > 0).sort((a, b) => a - b)[0];
   return earliest === undefined ? undefined : new Date(earliest).toISOString();
@@ -89,7 +103,13 @@ function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[], is
   const queued = queuedSince(attempt, events);
   if (queued) add("queued", queued, REASON.unschedulable, schedulingMessage(attempt, events));
   const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "True");
-  if (scheduled) add(isRetry ? "retrying" : "starting", scheduled.lastTransitionTime, REASON.containerCreating, `attempt ${n} scheduled on ${pod.spec?.nodeName ?? "a node"}`);
+  if (scheduled)
+    add(
+      isRetry ? "retrying" : "starting",
+      scheduled.lastTransitionTime,
+      REASON.containerCreating,
+      `attempt ${n} scheduled on ${pod.spec?.nodeName ?? "a node"}`,
+    );
   const started = container?.state?.running?.startedAt ?? container?.state?.terminated?.startedAt;
   if (started) add("running", started, REASON.started, `attempt ${n} running`);
   return out;
@@ -106,7 +126,12 @@ function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], cu
     const isLast = index === attempts.length - 1;
     if (failed && (!isLast || current.phase === "retrying")) {
       const cause = failureOf(attempt);
-      all.push({ phase: "retrying", ...cause, attempt: attempt.number, at: iso(finished) ?? iso(attempt.pod.metadata?.deletionTimestamp) ?? current.at });
+      all.push({
+        phase: "retrying",
+        ...cause,
+        attempt: attempt.number,
+        at: iso(finished) ?? iso(attempt.pod.metadata?.deletionTimestamp) ?? current.at,
+      });
     }
   });
   all.push(current);
@@ -124,36 +149,79 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
   const stoppedAt = job.metadata?.annotations?.[ANNOTATION.stoppedAt];
   if (stoppedAt !== undefined) {
     const stillRunning = attempts.some((a) => a.pod.status?.phase === "Running" || a.pod.status?.phase === "Pending");
-    return { phase: "stopped", reason: REASON.stoppedByUser, message: stillRunning ? "stop requested; waiting for the trainer to checkpoint and exit" : "stopped on request", at: now(stoppedAt, created) };
+    return {
+      phase: "stopped",
+      reason: REASON.stoppedByUser,
+      message: stillRunning ? "stop requested; waiting for the trainer to checkpoint and exit" : "stopped on request",
+      at: now(stoppedAt, created),
+    };
   }
   const complete = condition(job, "Complete") ?? condition(job, "SuccessCriteriaMet");
-  if (complete) return { phase: "completed", reason: REASON.succeeded, message: `finished after ${attempts.length} attempt(s)`, at: now(complete.lastTransitionTime, created) };
+  if (complete)
+    return {
+      phase: "completed",
+      reason: REASON.succeeded,
+      message: `finished after ${attempts.length} attempt(s)`,
+      at: now(complete.lastTransitionTime, created),
+    };
 
   const failed = condition(job, "Failed") ?? condition(job, "FailureTarget");
   if (failed) return { phase: "failed", ...failedCause(failed, attempts), at: now(failed.lastTransitionTime, created) };
 
   if (job.spec?.suspend) return { phase: "pending", reason: REASON.suspended, message: "the Job is suspended", at: now(created, created) };
-  if (!latest) return { phase: "pending", reason: REASON.created, message: "waiting for the Job controller to create a pod", at: now(created, created) };
+  if (!latest)
+    return {
+      phase: "pending",
+      reason: REASON.created,
+      message: "waiting for the Job controller to create a pod",
+      at: now(created, created),
+    };
 
   const podPhase = latest.pod.status?.phase;
   const previous = attempts.at(-2);
   if (podPhase === "Failed" || (podPhase === "Succeeded" && exitOf(latest).code !== 0)) {
-    return { phase: "retrying", ...failureOf(latest), attempt: latest.number, at: now(latest.container?.state?.terminated?.finishedAt, latest.pod.metadata?.creationTimestamp) };
+    return {
+      phase: "retrying",
+      ...failureOf(latest),
+      attempt: latest.number,
+      at: now(latest.container?.state?.terminated?.finishedAt, latest.pod.metadata?.creationTimestamp),
+    };
   }
   if (podPhase === "Running" || podPhase === "Succeeded") {
     const running = latest.container?.state?.running?.startedAt ?? latest.container?.state?.terminated?.startedAt;
-    return { phase: "running", reason: REASON.started, message: `attempt ${latest.number} running`, attempt: latest.number, at: now(running, latest.pod.status?.startTime) };
+    return {
+      phase: "running",
+      reason: REASON.started,
+      message: `attempt ${latest.number} running`,
+      attempt: latest.number,
+      at: now(running, latest.pod.status?.startTime),
+    };
   }
   const unschedulable = latest.pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "False");
   if (unschedulable) {
     const message = schedulingMessage(latest, objects.events ?? []);
-    return { phase: "queued", reason: REASON.unschedulable, ...(message !== undefined && { message }), attempt: latest.number, at: now(queuedSince(latest, objects.events ?? []), latest.pod.metadata?.creationTimestamp) };
+    return {
+      phase: "queued",
+      reason: REASON.unschedulable,
+      ...(message !== undefined && { message }),
+      attempt: latest.number,
+      at: now(queuedSince(latest, objects.events ?? []), latest.pod.metadata?.creationTimestamp),
+    };
   }
   const waiting = latest.container?.state?.waiting;
   const phase: Phase = previous ? "retrying" : "starting";
-  const at = now(latest.pod.status?.conditions?.find((c) => c.type === "PodScheduled")?.lastTransitionTime, latest.pod.metadata?.creationTimestamp);
+  const at = now(
+    latest.pod.status?.conditions?.find((c) => c.type === "PodScheduled")?.lastTransitionTime,
+    latest.pod.metadata?.creationTimestamp,
+  );
   if (waiting?.reason && IMAGE_TROUBLE.has(waiting.reason)) {
-    return { phase, reason: waiting.reason, message: waiting.message ?? `attempt ${latest.number}: ${waiting.reason}`, attempt: latest.number, at };
+    return {
+      phase,
+      reason: waiting.reason,
+      message: waiting.message ?? `attempt ${latest.number}: ${waiting.reason}`,
+      attempt: latest.number,
+      at,
+    };
   }
   if (previous) return { phase, ...failureOf(previous), attempt: latest.number, at };
   return { phase, reason: REASON.containerCreating, message: `attempt ${latest.number} is being started`, attempt: latest.number, at };
@@ -164,12 +232,19 @@ function failedCause(failed: V1JobCondition, attempts: readonly Attempt[]): Pick
   const exit = exitOf(last);
   switch (failed.reason) {
     case "PodFailurePolicy":
-      return { reason: REASON.configurationError, message: `trainer exited with code ${exit.code ?? "unknown"}, a configuration error: not retried` };
+      return {
+        reason: REASON.configurationError,
+        message: `trainer exited with code ${exit.code ?? "unknown"}, a configuration error: not retried`,
+      };
     case "DeadlineExceeded":
       return { reason: REASON.deadlineExceeded, message: failed.message ?? "the job ran longer than its maxRuntime" };
     case "BackoffLimitExceeded":
-      if (exit.reason === "OOMKilled") return { reason: REASON.oomKilled, message: `out of memory on the last of ${attempts.length} attempts` };
-      return { reason: REASON.backoffLimitExceeded, message: `failed ${attempts.length} attempts; the last exited with code ${exit.code ?? "unknown"}` };
+      if (exit.reason === "OOMKilled")
+        return { reason: REASON.oomKilled, message: `out of memory on the last of ${attempts.length} attempts` };
+      return {
+        reason: REASON.backoffLimitExceeded,
+        message: `failed ${attempts.length} attempts; the last exited with code ${exit.code ?? "unknown"}`,
+      };
     default:
       return { reason: failed.reason ?? "Failed", message: failed.message ?? "the Job failed" };
   }
@@ -180,8 +255,12 @@ export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStat
   const attempts = attemptsOf(objects.pods);
   const current = currentPhase(objects, attempts);
   const latest = attempts.at(-1);
-  const exitCode = [...attempts].reverse().map(exitOf).find((exit) => exit.code !== undefined)?.code;
-  const completion = objects.job.status?.completionTime ?? (current.phase === "failed" || current.phase === "stopped" ? current.at : undefined);
+  const exitCode = [...attempts]
+    .reverse()
+    .map(exitOf)
+    .find((exit) => exit.code !== undefined)?.code;
+  const completion =
+    objects.job.status?.completionTime ?? (current.phase === "failed" || current.phase === "stopped" ? current.at : undefined);
   const start = objects.job.status?.startTime;
   return {
     jobId,

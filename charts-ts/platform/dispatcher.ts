@@ -1,5 +1,6 @@
 import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
+import { DISPATCHER_ENV } from "../../dispatcher/config.ts";
 import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
 import type { PlatformSettings } from "../settings.ts";
 
@@ -38,14 +39,14 @@ export class Dispatcher extends Construct {
     const metadata = { name: "training-dispatcher", namespace: platform.namespace, labels: APP_LABELS };
     const tokenSecretName = props.tokenSecretName ?? "training-dispatcher";
     const env: Record<string, string> = {
-      PORT: String(HTTP_PORT),
-      DEFAULT_EXECUTOR: "kubernetes",
-      TRAINING_NAMESPACE: platform.namespace,
-      TRAINER_REGISTRY: platform.registry,
-      TRAINER_IMAGE_VERSION: platform.trainerImageVersion,
-      MLFLOW_TRACKING_URI: platform.mlflowTrackingUri,
-      DISPATCHER_API_TOKEN_FILE: `${SECRETS_DIR}/api-token`,
-      BACKEND_TOKEN_FILE: `${SECRETS_DIR}/backend-token`,
+      [DISPATCHER_ENV.port]: String(HTTP_PORT),
+      [DISPATCHER_ENV.defaultExecutor]: "kubernetes",
+      [DISPATCHER_ENV.namespace]: platform.namespace,
+      [DISPATCHER_ENV.registry]: platform.registry,
+      [DISPATCHER_ENV.imageVersion]: platform.trainerImageVersion,
+      [DISPATCHER_ENV.mlflowTrackingUri]: platform.mlflowTrackingUri,
+      [DISPATCHER_ENV.apiTokenFile]: `${SECRETS_DIR}/api-token`,
+      [DISPATCHER_ENV.backendTokenFile]: `${SECRETS_DIR}/backend-token`,
     };
     const probe = (path: string): k8s.Probe => ({
       httpGet: { path, port: k8s.IntOrString.fromString("http") },
@@ -74,7 +75,10 @@ export class Dispatcher extends Construct {
                 ports: [{ name: "http", containerPort: HTTP_PORT }],
                 env: [
                   ...Object.entries(env).map(([name, value]) => ({ name, value })),
-                  { name: "BACKEND_API_URL", valueFrom: { configMapKeyRef: { name: platform.backendConfigMapName, key: "api-url" } } },
+                  {
+                    name: DISPATCHER_ENV.backendUrl,
+                    valueFrom: { configMapKeyRef: { name: platform.backendConfigMapName, key: "api-url" } },
+                  },
                 ],
                 readinessProbe: probe("/readyz"),
                 livenessProbe: { ...probe("/healthz"), failureThreshold: 3 },

@@ -7,13 +7,24 @@ import { deriveJobStatus } from "../../dispatcher/job-status.ts";
 const t = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds));
 const at = (seconds: number) => t(seconds).toISOString();
 
-function job(extra: { conditions?: V1JobCondition[]; suspend?: boolean; annotations?: Record<string, string>; completionTime?: Date } = {}): V1Job {
+function job(
+  extra: { conditions?: V1JobCondition[]; suspend?: boolean; annotations?: Record<string, string>; completionTime?: Date } = {},
+): V1Job {
   return {
     apiVersion: "batch/v1",
     kind: "Job",
-    metadata: { name: "training-job-7", namespace: "training", creationTimestamp: t(0), ...(extra.annotations && { annotations: extra.annotations }) },
+    metadata: {
+      name: "training-job-7",
+      namespace: "training",
+      creationTimestamp: t(0),
+      ...(extra.annotations && { annotations: extra.annotations }),
+    },
     spec: { backoffLimit: 3, suspend: extra.suspend ?? false, template: { spec: { containers: [] } } },
-    status: { startTime: t(0), ...(extra.conditions && { conditions: extra.conditions }), ...(extra.completionTime && { completionTime: extra.completionTime }) },
+    status: {
+      startTime: t(0),
+      ...(extra.conditions && { conditions: extra.conditions }),
+      ...(extra.completionTime && { completionTime: extra.completionTime }),
+    },
   };
 }
 
@@ -39,9 +50,21 @@ let podCount = 0;
 function pod(shape: PodShape): V1Pod {
   podCount += 1;
   const conditions = [
-    ...(shape.unschedulable ? [{ type: "PodScheduled", status: "False", reason: "Unschedulable", message: shape.unschedulable, lastTransitionTime: t(shape.created) }] : []),
+    ...(shape.unschedulable
+      ? [
+          {
+            type: "PodScheduled",
+            status: "False",
+            reason: "Unschedulable",
+            message: shape.unschedulable,
+            lastTransitionTime: t(shape.created),
+          },
+        ]
+      : []),
     ...(shape.scheduledAt !== undefined ? [{ type: "PodScheduled", status: "True", lastTransitionTime: t(shape.scheduledAt) }] : []),
-    ...(shape.disrupted ? [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", lastTransitionTime: t(shape.created + 1) }] : []),
+    ...(shape.disrupted
+      ? [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", lastTransitionTime: t(shape.created + 1) }]
+      : []),
   ];
   return {
     metadata: { name: `training-job-7-pod${podCount}`, namespace: "training", creationTimestamp: t(shape.created) },
@@ -49,7 +72,9 @@ function pod(shape: PodShape): V1Pod {
     status: {
       phase: shape.phase,
       conditions,
-      ...(shape.state && { containerStatuses: [{ name: "trainer", image: "i", imageID: "", ready: false, restartCount: 0, state: shape.state }] }),
+      ...(shape.state && {
+        containerStatuses: [{ name: "trainer", image: "i", imageID: "", ready: false, restartCount: 0, state: shape.state }],
+      }),
     },
   };
 }
@@ -84,17 +109,26 @@ describe("deriveJobStatus", () => {
   it("is queued with the scheduler's reason when no node fits", () => {
     const message = "0/3 nodes are available: 2 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity/selector.";
     const waitingPod = pod({ created: 1, phase: "Pending", unschedulable: message });
-    const status = deriveJobStatus({ job: job(), pods: [waitingPod], events: [failedScheduling(waitingPod.metadata?.name ?? "", 1, message)] }, 7);
+    const status = deriveJobStatus(
+      { job: job(), pods: [waitingPod], events: [failedScheduling(waitingPod.metadata?.name ?? "", 1, message)] },
+      7,
+    );
     expect(status).toMatchObject({ phase: "queued", reason: "Unschedulable", message, attempts: 1 });
     expect(phases(status)).toEqual(["pending", "queued"]);
     expect(status.transitions.at(-1)?.at).toBe(at(1));
   });
 
   it("is starting while the image pulls, and says when the pull fails", () => {
-    const pulling = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ContainerCreating", "") })] }, 7);
+    const pulling = deriveJobStatus(
+      { job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ContainerCreating", "") })] },
+      7,
+    );
     expect(pulling).toMatchObject({ phase: "starting", reason: "ContainerCreating", node: "gpu-node-1" });
     const broken = deriveJobStatus(
-      { job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ImagePullBackOff", 'Back-off pulling image "x"') })] },
+      {
+        job: job(),
+        pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ImagePullBackOff", 'Back-off pulling image "x"') })],
+      },
       7,
     );
     expect(broken).toMatchObject({ phase: "starting", reason: "ImagePullBackOff", message: 'Back-off pulling image "x"' });
@@ -115,13 +149,22 @@ describe("deriveJobStatus", () => {
     const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 1) });
     const second = pod({ created: 22, phase: "Pending", scheduledAt: 23, state: waiting("ContainerCreating", "") });
     const status = deriveJobStatus({ job: job(), pods: [second, first] }, 7);
-    expect(status).toMatchObject({ phase: "retrying", reason: "Error", message: "attempt 1 exited with code 1", attempts: 2, lastExitCode: 1 });
+    expect(status).toMatchObject({
+      phase: "retrying",
+      reason: "Error",
+      message: "attempt 1 exited with code 1",
+      attempts: 2,
+      lastExitCode: 1,
+    });
     expect(phases(status)).toEqual(["pending", "starting", "running", "retrying"]);
     expect(status.transitions.find((tr) => tr.phase === "retrying")?.at).toBe(at(20));
   });
 
   it("is retrying right after a failure, before the next pod exists", () => {
-    const status = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 137, "OOMKilled") })] }, 7);
+    const status = deriveJobStatus(
+      { job: job(), pods: [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 137, "OOMKilled") })] },
+      7,
+    );
     expect(status).toMatchObject({ phase: "retrying", reason: "OOMKilled", lastExitCode: 137 });
   });
 
@@ -142,17 +185,46 @@ describe("deriveJobStatus", () => {
 
   it("is completed when the Job completes", () => {
     const done = pod({ created: 1, phase: "Succeeded", scheduledAt: 2, state: exited(5, 60, 0) });
-    const status = deriveJobStatus({ job: job({ conditions: [cond("SuccessCriteriaMet", "CompletionsReached", 61), cond("Complete", "CompletionsReached", 61)], completionTime: t(61) }), pods: [done] }, 7);
+    const status = deriveJobStatus(
+      {
+        job: job({
+          conditions: [cond("SuccessCriteriaMet", "CompletionsReached", 61), cond("Complete", "CompletionsReached", 61)],
+          completionTime: t(61),
+        }),
+        pods: [done],
+      },
+      7,
+    );
     expect(status).toMatchObject({ phase: "completed", reason: "Succeeded", lastExitCode: 0, completionTime: at(61), startTime: at(0) });
     expect(phases(status)).toEqual(["pending", "starting", "running", "completed"]);
   });
 
   it("is failed by the backoff limit, with the last exit code", () => {
     const pods = [1, 30, 60, 90].map((c) => pod({ created: c, phase: "Failed", scheduledAt: c + 1, state: exited(c + 2, c + 20, 1) }));
-    const status = deriveJobStatus({ job: job({ conditions: [cond("FailureTarget", "BackoffLimitExceeded", 111), cond("Failed", "BackoffLimitExceeded", 112)] }), pods }, 7);
-    expect(status).toMatchObject({ phase: "failed", reason: "BackoffLimitExceeded", attempts: 4, lastExitCode: 1, completionTime: at(112) });
+    const status = deriveJobStatus(
+      { job: job({ conditions: [cond("FailureTarget", "BackoffLimitExceeded", 111), cond("Failed", "BackoffLimitExceeded", 112)] }), pods },
+      7,
+    );
+    expect(status).toMatchObject({
+      phase: "failed",
+      reason: "BackoffLimitExceeded",
+      attempts: 4,
+      lastExitCode: 1,
+      completionTime: at(112),
+    });
     expect(status.message).toBe("failed 4 attempts; the last exited with code 1");
-    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "running", "retrying", "running", "retrying", "running", "failed"]);
+    expect(phases(status)).toEqual([
+      "pending",
+      "starting",
+      "running",
+      "retrying",
+      "running",
+      "retrying",
+      "running",
+      "retrying",
+      "running",
+      "failed",
+    ]);
   });
 
   it("says OOMKilled when the last attempt ran out of memory", () => {
@@ -163,7 +235,10 @@ describe("deriveJobStatus", () => {
 
   it("is failed by the deadline", () => {
     const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 100, 143) })];
-    const status = deriveJobStatus({ job: job({ conditions: [cond("Failed", "DeadlineExceeded", 100, "Job was active longer than specified deadline")] }), pods }, 7);
+    const status = deriveJobStatus(
+      { job: job({ conditions: [cond("Failed", "DeadlineExceeded", 100, "Job was active longer than specified deadline")] }), pods },
+      7,
+    );
     expect(status).toMatchObject({ phase: "failed", reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" });
   });
 
@@ -178,7 +253,11 @@ describe("deriveJobStatus", () => {
     const annotations = { [ANNOTATION.stoppedAt]: at(40) };
     const terminating = pod({ created: 1, phase: "Running", scheduledAt: 2, state: running(5) });
     const stopping = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [terminating] }, 7);
-    expect(stopping).toMatchObject({ phase: "stopped", reason: "StoppedByUser", message: expect.stringContaining("waiting for the trainer") });
+    expect(stopping).toMatchObject({
+      phase: "stopped",
+      reason: "StoppedByUser",
+      message: expect.stringContaining("waiting for the trainer"),
+    });
     const stopped = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [] }, 7);
     expect(stopped).toMatchObject({ phase: "stopped", message: "stopped on request", completionTime: at(40) });
     expect(phases(stopping)).toEqual(["pending", "starting", "running", "stopped"]);

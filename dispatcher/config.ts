@@ -1,0 +1,171 @@
+/**
+ * The dispatcher's configuration, from the environment, validated once at start:
+ * every missing or invalid value is reported, each on its own line, before
+ * anything listens or connects.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { z } from "zod";
+import { EXECUTORS, type Executor } from "../charts-ts/request.ts";
+import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettings, platformSettings } from "../charts-ts/settings.ts";
+
+/** Environment variable names; the platform chart's Deployment sets the same ones. */
+export const DISPATCHER_ENV = {
+  port: "PORT",
+  host: "HOST",
+  kubeconfig: "KUBECONFIG",
+  namespace: "TRAINING_NAMESPACE",
+  registry: "TRAINER_REGISTRY",
+  imageVersion: "TRAINER_IMAGE_VERSION",
+  mlflowTrackingUri: "MLFLOW_TRACKING_URI",
+  defaultExecutor: "DEFAULT_EXECUTOR",
+  apiToken: "DISPATCHER_API_TOKEN",
+  apiTokenFile: "DISPATCHER_API_TOKEN_FILE",
+  bodyLimitBytes: "BODY_LIMIT_BYTES",
+  localTrainerDir: "LOCAL_TRAINER_DIR",
+  localPython: "LOCAL_PYTHON",
+  localWorkDir: "LOCAL_WORK_DIR",
+  localGraceSeconds: "LOCAL_GRACE_SECONDS",
+  backendUrl: "BACKEND_API_URL",
+  backendToken: "BACKEND_TOKEN",
+  backendTokenFile: "BACKEND_TOKEN_FILE",
+} as const;
+
+export type ClusterAccess =
+  | { readonly kind: "kubeconfig"; readonly path: string }
+  | { readonly kind: "in-cluster" }
+  | { readonly kind: "none" };
+
+export interface DispatcherConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly cluster: ClusterAccess;
+  readonly platform: PlatformSettings;
+  readonly defaultExecutor: Executor;
+  /** The bearer token callers present. Never logged. */
+  readonly apiToken: string;
+  readonly bodyLimitBytes: number;
+  readonly local: {
+    readonly trainerDir: string;
+    readonly python: string;
+    readonly workDir: string;
+    readonly graceSeconds: number;
+  };
+  readonly backendUrl?: string;
+  readonly backendToken?: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid dispatcher configuration:\n${problems.map((problem) => `  - ${problem}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+
+/** A secret given either inline or as a file (a mounted Secret); both at once is ambiguous. */
+function secretFrom(env: Env, inline: string, file: string, problems: string[], required: boolean): string | undefined {
+  const value = env[inline];
+  const path = env[file];
+  if (value !== undefined && path !== undefined) {
+    problems.push(`${inline} and ${file} are both set: set one`);
+    return undefined;
+  }
+  if (path !== undefined) {
+    if (!existsSync(path)) {
+      problems.push(`${file}: no file at ${path}`);
+      return undefined;
+    }
+    const fromFile = readFileSync(path, "utf8").trim();
+    if (fromFile === "") problems.push(`${file}: ${path} is empty`);
+    return fromFile;
+  }
+  if (value !== undefined && value.trim() === "") problems.push(`${inline} is empty`);
+  if (value === undefined && required)
+    problems.push(`${inline} or ${file} must be set: the token callers present as "Authorization: Bearer <token>"`);
+  return value;
+}
+
+function parsed<T>(schema: z.ZodType<T>, env: Env, name: string, fallback: T, problems: string[], hint: string): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    problems.push(`${name}=${JSON.stringify(raw)}: ${hint}`);
+    return fallback;
+  }
+  return result.data;
+}
+
+function clusterAccess(env: Env, problems: string[]): ClusterAccess {
+  const kubeconfig = env[DISPATCHER_ENV.kubeconfig];
+  if (kubeconfig) {
+    if (!existsSync(kubeconfig)) problems.push(`${DISPATCHER_ENV.kubeconfig}: no file at ${kubeconfig}`);
+    return { kind: "kubeconfig", path: kubeconfig };
+  }
+  return env.KUBERNETES_SERVICE_HOST ? { kind: "in-cluster" } : { kind: "none" };
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): DispatcherConfig {
+  const problems: string[] = [];
+  const cluster = clusterAccess(env, problems);
+  const defaultExecutor = parsed(
+    z.enum(EXECUTORS),
+    env,
+    DISPATCHER_ENV.defaultExecutor,
+    cluster.kind === "none" ? "local" : "kubernetes",
+    problems,
+    `must be one of ${EXECUTORS.join(", ")}`,
+  );
+  if (defaultExecutor === "kubernetes" && cluster.kind === "none") {
+    problems.push(`${DISPATCHER_ENV.defaultExecutor}=kubernetes needs a cluster: set ${DISPATCHER_ENV.kubeconfig} or run in a pod`);
+  }
+  const apiToken = secretFrom(env, DISPATCHER_ENV.apiToken, DISPATCHER_ENV.apiTokenFile, problems, true);
+  const backendToken = secretFrom(env, DISPATCHER_ENV.backendToken, DISPATCHER_ENV.backendTokenFile, problems, false);
+  const backendUrl = parsed(z.url({ protocol: /^https?$/ }), env, DISPATCHER_ENV.backendUrl, undefined, problems, "must be an http(s) URL");
+  const namespace = parsed(
+    z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
+    env,
+    DISPATCHER_ENV.namespace,
+    DEFAULT_PLATFORM_SETTINGS.namespace,
+    problems,
+    "must be a Kubernetes namespace name",
+  );
+  const config: DispatcherConfig = {
+    port: parsed(port, env, DISPATCHER_ENV.port, 8080, problems, "must be a port number 1..65535"),
+    host: env[DISPATCHER_ENV.host] || "0.0.0.0",
+    cluster,
+    platform: platformSettings({
+      namespace,
+      registry: env[DISPATCHER_ENV.registry] || undefined,
+      trainerImageVersion: env[DISPATCHER_ENV.imageVersion] || undefined,
+      mlflowTrackingUri: env[DISPATCHER_ENV.mlflowTrackingUri] || undefined,
+    }),
+    defaultExecutor,
+    apiToken: apiToken ?? "",
+    bodyLimitBytes: parsed(
+      positiveInt,
+      env,
+      DISPATCHER_ENV.bodyLimitBytes,
+      256 * 1024,
+      problems,
+      "must be a positive whole number of bytes",
+    ),
+    local: {
+      trainerDir: resolve(cwd, env[DISPATCHER_ENV.localTrainerDir] || "images/smoke-trainer"),
+      python: env[DISPATCHER_ENV.localPython] || "python3",
+      workDir: resolve(cwd, env[DISPATCHER_ENV.localWorkDir] || ".local-jobs"),
+      graceSeconds: parsed(positiveInt, env, DISPATCHER_ENV.localGraceSeconds, 30, problems, "must be a positive whole number of seconds"),
+    },
+    ...(backendUrl !== undefined && { backendUrl }),
+    ...(backendToken !== undefined && { backendToken }),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

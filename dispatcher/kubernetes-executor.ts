@@ -1,0 +1,274 @@
+/**
+ * Runs training jobs as Kubernetes Jobs rendered by the TrainingJob construct.
+ * Holds no state: every answer is derived from the API server's objects.
+ */
+import { PassThrough } from "node:stream";
+import {
+  ApiException,
+  BatchV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  Log,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Job,
+  type V1Pod,
+  VersionApi,
+} from "@kubernetes/client-node";
+import { ANNOTATION, LABEL, TRAINING_JOB_APP, trainingJobName } from "../charts-ts/labels.ts";
+import type { TrainingRequest } from "../charts-ts/request.ts";
+import type { PlatformSettings } from "../charts-ts/settings.ts";
+import { TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
+import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-chart.ts";
+import { ApiError } from "./api-error.ts";
+import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import { deriveJobStatus } from "./job-status.ts";
+import { requestConflicts } from "./request-diff.ts";
+import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
+
+/** The label the Job controller puts on its pods. */
+const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
+
+export interface DryRunVerdict {
+  readonly accepted: boolean;
+  /** The API server's own words when it refuses. */
+  readonly message?: string;
+  readonly statusCode?: number;
+}
+
+function isApiError(error: unknown, code: number): boolean {
+  return error instanceof ApiException && error.code === code;
+}
+
+/** The API server's message from a failed call: its Status body when there is one. */
+export function apiServerMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    try {
+      const body = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
+      if (body && typeof body.message === "string") return body.message;
+    } catch {
+      // Not a Status object: fall through to the exception's own text.
+    }
+    return `${error.code}: ${String(error.body ?? error.message)}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function unavailable(error: unknown): ApiError {
+  return new ApiError(503, "kubernetes_unavailable", `the Kubernetes API failed: ${apiServerMessage(error)}`);
+}
+
+export interface KubernetesExecutorProps {
+  readonly kubeConfig: KubeConfig;
+  readonly platform: PlatformSettings;
+}
+
+export class KubernetesExecutor implements JobExecutor {
+  readonly kind = "kubernetes" as const;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+  private readonly version: VersionApi;
+  private readonly log: Log;
+  private readonly platform: PlatformSettings;
+
+  constructor(props: KubernetesExecutorProps) {
+    this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
+    this.core = props.kubeConfig.makeApiClient(CoreV1Api);
+    this.version = props.kubeConfig.makeApiClient(VersionApi);
+    this.log = new Log(props.kubeConfig);
+    this.platform = props.platform;
+  }
+
+  private get namespace(): string {
+    return this.platform.namespace;
+  }
+
+  render(request: TrainingRequest): Manifest {
+    return renderTrainingJob(request, this.platform);
+  }
+
+  async submit(request: TrainingRequest): Promise<SubmitResult> {
+    try {
+      const job = await this.batch.createNamespacedJob({
+        namespace: this.namespace,
+        body: this.render(request) as V1Job,
+        fieldValidation: "Strict",
+      });
+      return { created: true, status: deriveJobStatus({ job, pods: [] }, request.jobId) };
+    } catch (error) {
+      if (!isApiError(error, 409))
+        throw isApiError(error, 422) || isApiError(error, 400)
+          ? new ApiError(400, "invalid_request", apiServerMessage(error))
+          : unavailable(error);
+    }
+    const existing = await this.readJob(request.jobId);
+    if (!existing) throw new ApiError(409, "conflict", `job ${request.jobId} is being deleted; submit again once it is gone`);
+    const stored = existing.metadata?.annotations?.[ANNOTATION.request];
+    const differing = stored === undefined ? ["(the existing Job was not created by the dispatcher)"] : requestConflicts(stored, request);
+    if (differing.length > 0) {
+      throw new ApiError(
+        409,
+        "conflict",
+        `job ${request.jobId} already exists with a different request; differing fields: ${differing.join(", ")}`,
+        differing[0],
+      );
+    }
+    return { created: false, status: await this.statusOf(existing, request.jobId) };
+  }
+
+  /** The manifest and the API server's verdict on it, without creating anything. */
+  async dryRun(request: TrainingRequest): Promise<{ manifest: Manifest; verdict: DryRunVerdict }> {
+    const manifest = this.render(request);
+    return { manifest, verdict: await this.verdictOn(manifest) };
+  }
+
+  /** Server-side dry run of any manifest: admission, validation and quota, nothing persisted. */
+  async verdictOn(manifest: Manifest): Promise<DryRunVerdict> {
+    try {
+      await this.batch.createNamespacedJob({
+        namespace: this.namespace,
+        body: manifest as V1Job,
+        dryRun: "All",
+        fieldValidation: "Strict",
+      });
+      return { accepted: true };
+    } catch (error) {
+      if (error instanceof ApiException && error.code >= 400 && error.code < 500) {
+        return { accepted: false, statusCode: error.code, message: apiServerMessage(error) };
+      }
+      throw unavailable(error);
+    }
+  }
+
+  async get(jobId: number): Promise<JobStatus | undefined> {
+    const job = await this.readJob(jobId);
+    return job && this.statusOf(job, jobId);
+  }
+
+  async list(filter: ListFilter): Promise<JobPage> {
+    const selector = [
+      `${LABEL.app}=${TRAINING_JOB_APP}`,
+      ...(filter.projectId !== undefined ? [`${LABEL.projectId}=${filter.projectId}`] : []),
+      ...(filter.framework !== undefined ? [`${LABEL.framework}=${filter.framework}`] : []),
+    ].join(",");
+    try {
+      const jobs = await this.batch.listNamespacedJob({
+        namespace: this.namespace,
+        labelSelector: selector,
+        limit: filter.limit,
+        ...(filter.pageToken !== undefined && { _continue: filter.pageToken }),
+      });
+      // One pod list for the whole page, not one per job.
+      const pods = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL.app}=${TRAINING_JOB_APP}` });
+      const podsByJob = Map.groupBy(pods.items, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL] ?? "");
+      const statuses = jobs.items.map((job) => deriveJobStatus({ job, pods: podsByJob.get(job.metadata?.name ?? "") ?? [] }, jobIdOf(job)));
+      const next = jobs.metadata?._continue;
+      return {
+        jobs: filter.phase === undefined ? statuses : statuses.filter((status) => status.phase === filter.phase),
+        ...(next ? { nextPageToken: next } : {}),
+      };
+    } catch (error) {
+      if (isApiError(error, 410))
+        throw new ApiError(400, "invalid_request", "pageToken has expired; list again from the start", "pageToken");
+      throw unavailable(error);
+    }
+  }
+
+  async stop(jobId: number): Promise<JobStatus | undefined> {
+    const job = await this.readJob(jobId);
+    if (!job) return undefined;
+    const status = await this.statusOf(job, jobId);
+    if (status.phase === "stopped") return status;
+    if (TERMINAL_PHASES.has(status.phase))
+      throw new ApiError(409, "conflict", `job ${jobId} has already ${status.phase}; there is nothing to stop`);
+    // Suspending makes the Job controller delete the pods gracefully (SIGTERM, then the grace period for a
+    // checkpoint) without counting a failure, and keeps the Job, so the job stays queryable as `stopped`.
+    const patch = { metadata: { annotations: { [ANNOTATION.stoppedAt]: new Date().toISOString() } }, spec: { suspend: true } };
+    try {
+      const patched = await this.batch.patchNamespacedJob(
+        { name: trainingJobName(jobId), namespace: this.namespace, body: patch },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      return this.statusOf(patched, jobId);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async logs(jobId: number, request: LogRequest): Promise<LogResult> {
+    const job = await this.readJob(jobId);
+    if (!job) return { kind: "unknown-job" };
+    const pods = await this.podsOf(job);
+    const attempts = [...pods].sort(
+      (a, b) => new Date(a.metadata?.creationTimestamp ?? 0).getTime() - new Date(b.metadata?.creationTimestamp ?? 0).getTime(),
+    );
+    const number = request.attempt ?? attempts.length;
+    if (request.attempt !== undefined && (request.attempt < 1 || request.attempt > attempts.length))
+      return { kind: "no-such-attempt", attempts: attempts.length };
+    const pod = attempts[number - 1];
+    const state = pod?.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
+    if (!pod || !(state?.running || state?.terminated)) return { kind: "no-output-yet", status: await this.statusOf(job, jobId) };
+    const stream = new PassThrough();
+    const options = { follow: request.follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
+    try {
+      const abort = await this.log.log(this.namespace, pod.metadata?.name ?? "", TRAINER_CONTAINER, stream, options);
+      stream.on("close", () => abort.abort());
+    } catch (error) {
+      throw unavailable(error);
+    }
+    return { kind: "output", attempt: number, stream };
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      await this.version.getCode();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async readJob(jobId: number): Promise<V1Job | undefined> {
+    try {
+      return await this.batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: this.namespace });
+    } catch (error) {
+      if (isApiError(error, 404)) return undefined;
+      throw unavailable(error);
+    }
+  }
+
+  private async podsOf(job: V1Job): Promise<V1Pod[]> {
+    try {
+      const pods = await this.core.listNamespacedPod({
+        namespace: this.namespace,
+        labelSelector: `${JOB_NAME_LABEL}=${job.metadata?.name}`,
+      });
+      return pods.items;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  private async statusOf(job: V1Job, jobId: number): Promise<JobStatus> {
+    const pods = await this.podsOf(job);
+    // Scheduling events matter only while a pod waits for a node.
+    const waiting = pods.filter((pod) => pod.status?.phase === "Pending");
+    try {
+      const events = await Promise.all(
+        waiting.map((pod) =>
+          this.core.listNamespacedEvent({
+            namespace: this.namespace,
+            fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name}`,
+          }),
+        ),
+      );
+      return deriveJobStatus({ job, pods, events: events.flatMap((list) => list.items) }, jobId);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+}
+
+function jobIdOf(job: V1Job): number {
+  return Number(job.metadata?.labels?.[LABEL.jobId]);
+}

@@ -1,0 +1,59 @@
+// `npm start`: the dispatcher service. Configuration comes from the environment (see config.ts).
+import { KubeConfig } from "@kubernetes/client-node";
+import { ConfigError, type DispatcherConfig, loadConfig } from "./config.ts";
+import { KubernetesExecutor } from "./kubernetes-executor.ts";
+import { LocalExecutor } from "./local-executor.ts";
+import { buildServer } from "./server.ts";
+
+function kubeConfigFor(config: DispatcherConfig): KubeConfig | undefined {
+  const kubeConfig = new KubeConfig();
+  switch (config.cluster.kind) {
+    case "kubeconfig":
+      kubeConfig.loadFromFile(config.cluster.path);
+      return kubeConfig;
+    case "in-cluster":
+      kubeConfig.loadFromCluster();
+      return kubeConfig;
+    case "none":
+      return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  let config: DispatcherConfig;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+  const kubeConfig = kubeConfigFor(config);
+  const local = await LocalExecutor.open({
+    ...config.local,
+    environment: {
+      BACKEND_API_URL: config.backendUrl,
+      MLFLOW_TRACKING_URI: config.platform.mlflowTrackingUri,
+      AWS_S3_ENDPOINT_URL: process.env.AWS_S3_ENDPOINT_URL,
+      AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID,
+      AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY,
+    },
+  });
+  const server = buildServer({
+    apiToken: config.apiToken,
+    bodyLimitBytes: config.bodyLimitBytes,
+    defaultExecutor: config.defaultExecutor,
+    executors: { local, ...(kubeConfig && { kubernetes: new KubernetesExecutor({ kubeConfig, platform: config.platform }) }) },
+    logger: true,
+  });
+  if (!kubeConfig) {
+    server.log.info(`no Kubernetes cluster configured: jobs run with the local executor (python ${config.local.trainerDir}/train.py)`);
+  }
+  server.log.info({ defaultExecutor: config.defaultExecutor, namespace: config.platform.namespace }, "dispatcher configured");
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => void server.close().then(() => process.exit(0)));
+  }
+  await server.listen({ port: config.port, host: config.host });
+}
+
+await main();
