@@ -1,0 +1,86 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../dispatcher/config.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "config-"));
+const tokenFile = join(dir, "token");
+writeFileSync(tokenFile, "s3cret-from-file\n");
+const kubeconfig = join(dir, "kubeconfig");
+writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\n");
+
+const problemsOf = (env: Record<string, string>): readonly string[] => {
+  try {
+    loadConfig(env, dir);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+};
+
+describe("loadConfig", () => {
+  it("defaults to the local executor when no cluster is configured", () => {
+    const config = loadConfig({ DISPATCHER_API_TOKEN: "t" }, dir);
+    expect(config).toMatchObject({ port: 8080, defaultExecutor: "local", cluster: { kind: "none" }, bodyLimitBytes: 262_144 });
+    expect(config.platform.namespace).toBe("training");
+    expect(config.local.workDir).toBe(join(dir, ".local-jobs"));
+  });
+
+  it("uses Kubernetes by default when a kubeconfig is given, and reads the token from a file", () => {
+    const config = loadConfig({ KUBECONFIG: kubeconfig, DISPATCHER_API_TOKEN_FILE: tokenFile, TRAINER_REGISTRY: "r.example/ml" }, dir);
+    expect(config).toMatchObject({
+      defaultExecutor: "kubernetes",
+      cluster: { kind: "kubeconfig", path: kubeconfig },
+      apiToken: "s3cret-from-file",
+    });
+    expect(config.platform.registry).toBe("r.example/ml");
+  });
+
+  it("uses in-cluster access inside a pod", () => {
+    expect(loadConfig({ KUBERNETES_SERVICE_HOST: "10.0.0.1", DISPATCHER_API_TOKEN: "t" }, dir).cluster).toEqual({ kind: "in-cluster" });
+  });
+
+  it("reports every problem at once, one line each, naming the variable", () => {
+    const problems = problemsOf({
+      PORT: "http",
+      DEFAULT_EXECUTOR: "aws",
+      BODY_LIMIT_BYTES: "-1",
+      BACKEND_API_URL: "ftp://backend",
+      TRAINING_NAMESPACE: "Training_NS",
+      KUBECONFIG: join(dir, "missing"),
+    });
+    expect(problems).toEqual([
+      `KUBECONFIG: no file at ${join(dir, "missing")}`,
+      'DEFAULT_EXECUTOR="aws": must be one of kubernetes, local',
+      'DISPATCHER_API_TOKEN or DISPATCHER_API_TOKEN_FILE must be set: the token callers present as "Authorization: Bearer <token>"',
+      'BACKEND_API_URL="ftp://backend": must be an http(s) URL',
+      'TRAINING_NAMESPACE="Training_NS": must be a Kubernetes namespace name',
+      'PORT="http": must be a port number 1..65535',
+      'BODY_LIMIT_BYTES="-1": must be a positive whole number of bytes',
+    ]);
+  });
+
+  it("refuses the kubernetes executor without a cluster", () => {
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", DEFAULT_EXECUTOR: "kubernetes" })).toEqual([
+      "DEFAULT_EXECUTOR=kubernetes needs a cluster: set KUBECONFIG or run in a pod",
+    ]);
+  });
+
+  it("refuses a token given twice, or an empty one", () => {
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", DISPATCHER_API_TOKEN_FILE: tokenFile })).toEqual([
+      "DISPATCHER_API_TOKEN and DISPATCHER_API_TOKEN_FILE are both set: set one",
+    ]);
+    expect(problemsOf({ DISPATCHER_API_TOKEN: " " })).toEqual(["DISPATCHER_API_TOKEN is empty"]);
+  });
+
+  it("never puts the token in its error text", () => {
+    try {
+      loadConfig({ DISPATCHER_API_TOKEN: "very-secret-value", PORT: "x" }, dir);
+    } catch (error) {
+      expect(String(error)).not.toContain("very-secret-value");
+    }
+    expect.assertions(1);
+  });
+});
