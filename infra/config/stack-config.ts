@@ -1,0 +1,285 @@
+/**
+ * The stack configuration (`training-platform:*` keys of Pulumi.<stack>.yaml) as
+ * one zod schema per cloud. It is validated before any resource is declared.
+ */
+import { z } from "zod";
+import type { PlatformSettingsProps } from "../../charts-ts/settings.ts";
+import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
+import { NVIDIA_AMI_TYPES } from "../nodes/eks-node-group.ts";
+
+/**
+ * Secret configuration, set with `pulumi config set --secret <key> <value>` and
+ * never written in plain text. Every one is required.
+ */
+export const SECRET_CONFIG = {
+  r2Endpoint: {
+    description: "endpoint URL of the object store the trainers use",
+    schema: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+  },
+  r2AccessKey: { description: "access key id for that object store", schema: z.string().min(1, "must not be empty") },
+  r2SecretKey: { description: "secret access key for that object store", schema: z.string().min(1, "must not be empty") },
+  dispatcherApiToken: {
+    description: "bearer token the backend presents to the dispatcher",
+    schema: z.string().min(32, "must be at least 32 characters"),
+  },
+  backendToken: { description: "bearer token the dispatcher presents to the backend", schema: z.string().min(1, "must not be empty") },
+  mlflowDbPassword: {
+    description: "password of MLflow's Postgres user",
+    // It ends up inside MLflow's postgresql:// URL, and RDS refuses '/', '@', '"' and spaces.
+    schema: z.string().regex(/^[A-Za-z0-9_.~-]{16,128}$/, "must be 16 to 128 letters, digits, '_', '.', '~' or '-'"),
+  },
+  grafanaAdminPassword: { description: "password of Grafana's admin user", schema: z.string().min(12, "must be at least 12 characters") },
+} as const satisfies Record<string, { description: string; schema: z.ZodType<string> }>;
+
+export type SecretConfigKey = keyof typeof SECRET_CONFIG;
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const dnsLabel = z
+  .string()
+  .regex(DNS_LABEL, "must be lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit");
+const dnsSubdomain = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, "must be a DNS subdomain (lower-case letters, digits, '-' and '.')");
+
+/** Pulumi hands structured values (maps, lists, numbers, booleans) to the program as JSON text. */
+function fromConfig<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => (typeof value === "string" ? parseJsonOr(value) : value), schema);
+}
+
+function parseJsonOr(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Unique `name`s, reported at the duplicate. */
+function uniqueNames<T extends { name: string }>(items: readonly T[], ctx: z.RefinementCtx): void {
+  const seen = new Set<string>();
+  items.forEach((item, index) => {
+    if (seen.has(item.name)) ctx.addIssue({ code: "custom", path: [index, "name"], message: `duplicate name "${item.name}"` });
+    seen.add(item.name);
+  });
+}
+
+function minNotAboveMax<Min extends string, Max extends string>(min: Min, max: Max) {
+  return (pool: Record<Min | Max, number>, ctx: z.RefinementCtx) => {
+    if (pool[min] > pool[max]) ctx.addIssue({ code: "custom", path: [min], message: `must not be above ${max} (${pool[max]})` });
+  };
+}
+
+// GCP's label rules, the stricter of the two clouds, so one set of tags serves both.
+const costTagsSchema = z.record(
+  z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, "tag keys must be lower-case letters, digits, '_' and '-', starting with a letter"),
+  z.string().regex(/^[a-z0-9_-]{0,63}$/, "tag values must be lower-case letters, digits, '_' and '-'"),
+);
+
+const platformSettingsSchema = z.strictObject({
+  registry: z.string().min(1).optional(),
+  trainerImageVersion: z.string().min(1).optional(),
+  namespace: dnsLabel.optional(),
+  objectStoreSecretName: dnsSubdomain.optional(),
+  backendConfigMapName: dnsSubdomain.optional(),
+  mlflowTrackingUri: z
+    .string()
+    .refine(
+      (uri) => parseMlflowEndpoint(uri) !== undefined,
+      "must be http://<service>.<namespace>.svc.cluster.local:<port>: this stack deploys MLflow there",
+    )
+    .optional(),
+  backoffLimit: z.int().min(0).optional(),
+  ttlSecondsAfterFinished: z.int().min(0).optional(),
+  terminationGracePeriodSeconds: z.int().min(0).optional(),
+  sharedMemorySize: z.string().min(1).optional(),
+  runAsUser: z.int().min(1, "must not be 0: trainers run as non-root").optional(),
+}) satisfies z.ZodType<PlatformSettingsProps>;
+
+/** Keys every stack has, whatever its cloud. */
+const commonKeys = {
+  backendApiUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+  costTags: fromConfig(costTagsSchema.prefault({})),
+  platform: fromConfig(platformSettingsSchema.prefault({})),
+  quota: fromConfig(z.strictObject({ maxGpus: z.int().positive().optional(), maxJobs: z.int().positive().optional() }).prefault({})),
+  dispatcherReplicas: fromConfig(z.int().positive().default(2)),
+  /** Databases, clusters and buckets refuse deletion; off for throwaway stacks. */
+  deletionProtection: fromConfig(z.boolean().default(true)),
+  monitoring: fromConfig(
+    z
+      .strictObject({
+        retention: z
+          .string()
+          .regex(/^\d+[hdwy]$/, "must be a Prometheus duration such as 15d")
+          .default("15d"),
+        storageGi: z.int().positive().default(50),
+      })
+      .prefault({}),
+  ),
+};
+
+const clusterName = z
+  .string()
+  .regex(/^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$/, "must be lower-case letters, digits and '-', at most 40, starting with a letter");
+
+const eksGpuPoolSchema = z
+  .strictObject({
+    name: dnsLabel,
+    /** Value of the gpu-type node label, what requests name in resources.gpuType. */
+    gpuType: dnsLabel,
+    instanceType: z.string().regex(/^[a-z0-9-]+\.[a-z0-9]+$/, "must be an EC2 instance type such as g5.xlarge"),
+    amiType: z.enum(NVIDIA_AMI_TYPES).default("AL2023_x86_64_NVIDIA"),
+    spot: z.boolean().default(false),
+    minSize: z.int().min(0).default(0),
+    maxSize: z.int().min(1),
+    diskSizeGiB: z.int().min(20).default(200),
+  })
+  .superRefine(minNotAboveMax("minSize", "maxSize"));
+
+const eksNetworkSchema = z
+  .strictObject({
+    vpc: z
+      .strictObject({
+        cidrBlock: z.cidrv4().refine((cidr) => cidr.endsWith("/16"), "must be a /16"),
+        availabilityZones: z.array(z.string().min(1)).min(2).max(4),
+      })
+      .optional(),
+    subnetIds: z
+      .strictObject({
+        private: z.array(z.string().regex(/^subnet-[0-9a-f]+$/, "must be a subnet id")).min(2),
+        public: z.array(z.string().regex(/^subnet-[0-9a-f]+$/, "must be a subnet id")).default([]),
+      })
+      .optional(),
+  })
+  .superRefine((network, ctx) => {
+    if (network.vpc && network.subnetIds) ctx.addIssue({ code: "custom", message: "vpc and subnetIds are mutually exclusive: set one" });
+    if (!network.vpc && !network.subnetIds)
+      ctx.addIssue({ code: "custom", message: "required: vpc (a new VPC) or subnetIds (existing subnets)" });
+  });
+
+const eksStackSchema = z.strictObject({
+  cloud: z.literal("eks"),
+  clusterName,
+  eks: fromConfig(
+    z.strictObject({
+      region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "must be an AWS region such as us-east-1"),
+      kubernetesVersion: z
+        .string()
+        .regex(/^1\.\d{2}$/, "must be a minor version such as 1.32")
+        .default("1.32"),
+      network: eksNetworkSchema,
+      /** Who may reach the public API endpoint. */
+      publicAccessCidrs: z.array(z.cidrv4()).min(1).default(["0.0.0.0/0"]),
+      /** IAM principals that get cluster-admin besides the cluster's creator. */
+      clusterAdmins: z
+        .array(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/.+$/, "must be an IAM role or user ARN"))
+        .default([]),
+      systemNodes: z
+        .strictObject({
+          instanceTypes: z.array(z.string().min(1)).min(1).default(["m6i.large"]),
+          minSize: z.int().min(1).default(2),
+          maxSize: z.int().min(1).default(4),
+        })
+        .superRefine(minNotAboveMax("minSize", "maxSize"))
+        .prefault({}),
+    }),
+  ),
+  gpuPools: fromConfig(z.array(eksGpuPoolSchema).min(1).superRefine(uniqueNames)),
+  mlflow: fromConfig(
+    z
+      .strictObject({
+        database: z
+          .strictObject({
+            instanceClass: z.string().startsWith("db.").default("db.t4g.small"),
+            allocatedStorageGiB: z.int().min(20).default(20),
+            engineVersion: z.string().default("16"),
+            multiAz: z.boolean().default(false),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+  ),
+  ...commonKeys,
+});
+
+const gkeGpuPoolSchema = z
+  .strictObject({
+    name: dnsLabel,
+    gpuType: dnsLabel,
+    machineType: z.string().min(1),
+    /** GCE accelerator type, e.g. nvidia-l4, nvidia-tesla-t4, nvidia-tesla-a100. */
+    acceleratorType: z.string().regex(/^nvidia-[a-z0-9-]+$/, "must be a GCE accelerator type such as nvidia-l4"),
+    gpusPerNode: z.int().min(1).max(16).default(1),
+    spot: z.boolean().default(false),
+    minNodes: z.int().min(0).default(0),
+    maxNodes: z.int().min(1),
+    diskSizeGb: z.int().min(20).default(200),
+    /** Zones that have this accelerator. @default the cluster's zones */
+    nodeLocations: z.array(z.string().min(1)).min(1).optional(),
+    driverVersion: z.enum(["DEFAULT", "LATEST"]).default("LATEST"),
+  })
+  .superRefine(minNotAboveMax("minNodes", "maxNodes"));
+
+const gkeStackSchema = z.strictObject({
+  cloud: z.literal("gke"),
+  clusterName,
+  gke: fromConfig(
+    z.strictObject({
+      project: z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, "must be a GCP project id"),
+      region: z.string().regex(/^[a-z]+-[a-z]+\d$/, "must be a GCP region such as us-central1"),
+      network: z.string().min(1).default("default"),
+      subnetwork: z.string().min(1).optional(),
+      releaseChannel: z.enum(["RAPID", "REGULAR", "STABLE"]).default("REGULAR"),
+      systemNodes: z
+        .strictObject({
+          machineType: z.string().min(1).default("e2-standard-4"),
+          minNodes: z.int().min(1).default(1),
+          maxNodes: z.int().min(1).default(3),
+        })
+        .superRefine(minNotAboveMax("minNodes", "maxNodes"))
+        .prefault({}),
+    }),
+  ),
+  gpuPools: fromConfig(z.array(gkeGpuPoolSchema).min(1).superRefine(uniqueNames)),
+  mlflow: fromConfig(
+    z
+      .strictObject({
+        database: z
+          .strictObject({
+            tier: z.string().default("db-custom-1-3840"),
+            diskSizeGb: z.int().min(10).default(20),
+            databaseVersion: z.string().startsWith("POSTGRES_").default("POSTGRES_16"),
+            highAvailability: z.boolean().default(false),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+  ),
+  ...commonKeys,
+});
+
+const localStackSchema = z.strictObject({
+  cloud: z.literal("local"),
+  kubernetes: fromConfig(
+    z.strictObject({
+      /** @default the KUBECONFIG environment variable, then ~/.kube/config */
+      kubeconfig: z.string().min(1).optional(),
+      /** Required, so a stack never deploys into whatever cluster happens to be current. */
+      context: z.string().min(1),
+    }),
+  ),
+  mlflow: fromConfig(
+    z.strictObject({
+      /** An S3-compatible bucket (the object store the trainers use) for MLflow's artifacts. */
+      artifacts: z.strictObject({ bucket: z.string().min(3), path: z.string().default("mlflow") }),
+      database: z.strictObject({ storageGi: z.int().positive().default(10) }).prefault({}),
+    }),
+  ),
+  ...commonKeys,
+});
+
+export const stackConfigSchema = z.discriminatedUnion("cloud", [eksStackSchema, gkeStackSchema, localStackSchema], {
+  error: "must be one of eks, gke, local",
+});
+
+export type PlainStackConfig = z.output<typeof stackConfigSchema>;

@@ -1,0 +1,98 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+
+/** The official image; the tag is pinned like every chart. */
+const POSTGRES_IMAGE = "docker.io/library/postgres:16.6-bookworm";
+/** The image's postgres user. */
+const POSTGRES_UID = 999;
+const PORT = 5432;
+
+export interface InClusterPostgresArgs {
+  readonly namespace: string;
+  readonly database: string;
+  /** Volume size. */
+  readonly storageGi: number;
+  /** Secret holding the user name and password the database is initialised with. */
+  readonly credentials: { readonly secretName: pulumi.Input<string>; readonly usernameKey: string; readonly passwordKey: string };
+}
+
+/**
+ * One Postgres pod with a volume, for clusters without a managed database (the
+ * `local` stack): no replicas, no backups. Meets the restricted pod security profile.
+ */
+export class InClusterPostgres extends pulumi.ComponentResource {
+  readonly host: pulumi.Output<string>;
+  readonly port: number = PORT;
+
+  constructor(name: string, args: InClusterPostgresArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("training-platform:mlflow:InClusterPostgres", name, {}, opts);
+    const labels = { "app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": name };
+    const service = new k8s.core.v1.Service(
+      name,
+      {
+        metadata: { name: "postgres", namespace: args.namespace, labels },
+        spec: { selector: labels, ports: [{ name: "postgres", port: PORT, targetPort: "postgres" }] },
+      },
+      { parent: this },
+    );
+    const fromSecret = (key: string) => ({ secretKeyRef: { name: args.credentials.secretName, key } });
+    new k8s.apps.v1.StatefulSet(
+      name,
+      {
+        metadata: { name: "postgres", namespace: args.namespace, labels },
+        spec: {
+          serviceName: service.metadata.name,
+          replicas: 1,
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: {
+              securityContext: {
+                runAsNonRoot: true,
+                runAsUser: POSTGRES_UID,
+                runAsGroup: POSTGRES_UID,
+                fsGroup: POSTGRES_UID,
+                seccompProfile: { type: "RuntimeDefault" },
+              },
+              containers: [
+                {
+                  name: "postgres",
+                  image: POSTGRES_IMAGE,
+                  ports: [{ name: "postgres", containerPort: PORT }],
+                  env: [
+                    { name: "POSTGRES_DB", value: args.database },
+                    { name: "POSTGRES_USER", valueFrom: fromSecret(args.credentials.usernameKey) },
+                    { name: "POSTGRES_PASSWORD", valueFrom: fromSecret(args.credentials.passwordKey) },
+                    // A subdirectory: the volume's root holds lost+found, which initdb refuses.
+                    { name: "PGDATA", value: "/var/lib/postgresql/data/pgdata" },
+                  ],
+                  readinessProbe: { exec: { command: ["pg_isready", "-h", "127.0.0.1", "-p", String(PORT)] }, periodSeconds: 10 },
+                  resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "1Gi" } },
+                  securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+                  volumeMounts: [
+                    { name: "data", mountPath: "/var/lib/postgresql/data" },
+                    { name: "run", mountPath: "/var/run/postgresql" },
+                    { name: "tmp", mountPath: "/tmp" },
+                  ],
+                },
+              ],
+              volumes: [
+                { name: "run", emptyDir: {} },
+                { name: "tmp", emptyDir: {} },
+              ],
+            },
+          },
+          volumeClaimTemplates: [
+            {
+              metadata: { name: "data" },
+              spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: `${args.storageGi}Gi` } } },
+            },
+          ],
+        },
+      },
+      { parent: this },
+    );
+    this.host = pulumi.interpolate`${service.metadata.name}.${args.namespace}.svc.cluster.local`;
+    this.registerOutputs({ host: this.host });
+  }
+}

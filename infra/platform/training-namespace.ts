@@ -1,0 +1,94 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { PlatformChartProps } from "../../charts-ts/platform/platform-chart.ts";
+import { platformSettings } from "../../charts-ts/settings.ts";
+import { type DispatcherManifest, dispatcherManifest, type ManifestObject, renderPlatformChart } from "./platform-manifests.ts";
+
+/** Keys of the object store Secret, as TrainingJobs read them. */
+export const OBJECT_STORE_KEYS = { endpoint: "endpoint", accessKey: "access-key", secretKey: "secret-key" } as const;
+/** Key of the backend ConfigMap, as TrainingJobs and the dispatcher read it. */
+export const BACKEND_CONFIG_KEYS = { apiUrl: "api-url" } as const;
+/** Keys of the dispatcher's token Secret, the files the dispatcher reads. */
+export const DISPATCHER_TOKEN_KEYS = { apiToken: "api-token", backendToken: "backend-token" } as const;
+
+export interface TrainingNamespaceArgs {
+  /**
+   * The platform chart's props: namespace, RBAC, quotas, priority classes,
+   * network policy and the dispatcher all come from it.
+   */
+  readonly chart: PlatformChartProps;
+  /** The backend's API base URL, for trainers' status reports and the dispatcher's callbacks. */
+  readonly backendApiUrl: pulumi.Input<string>;
+  readonly objectStore: {
+    readonly endpoint: pulumi.Input<string>;
+    readonly accessKey: pulumi.Input<string>;
+    readonly secretKey: pulumi.Input<string>;
+  };
+  readonly dispatcherTokens: { readonly apiToken: pulumi.Input<string>; readonly backendToken: pulumi.Input<string> };
+}
+
+/**
+ * The training namespace as the platform chart defines it, plus the Secrets and
+ * ConfigMap its Jobs and dispatcher read. Order: the namespace, then the Secrets,
+ * then everything else, so the dispatcher's pods find their Secret at start.
+ */
+export class TrainingNamespace extends pulumi.ComponentResource {
+  readonly namespace: string;
+  readonly dispatcher: DispatcherManifest;
+  /** Creates the namespace itself; depend on it to put objects into the namespace early. */
+  readonly namespaceObject: k8s.yaml.v2.ConfigGroup;
+
+  constructor(name: string, args: TrainingNamespaceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("training-platform:platform:TrainingNamespace", name, {}, opts);
+    const settings = platformSettings(args.chart.platform);
+    this.namespace = settings.namespace;
+    const objects = renderPlatformChart(args.chart);
+    this.dispatcher = dispatcherManifest(objects);
+
+    const isNamespace = (object: ManifestObject) => object.kind === "Namespace";
+    this.namespaceObject = new k8s.yaml.v2.ConfigGroup(`${name}-namespace`, { objs: objects.filter(isNamespace) }, { parent: this });
+    const inNamespace = (resourceName: string) => ({ name: resourceName, namespace: settings.namespace });
+    const afterNamespace = { parent: this, dependsOn: [this.namespaceObject] };
+    const configuration = [
+      new k8s.core.v1.Secret(
+        `${name}-object-store`,
+        {
+          metadata: inNamespace(settings.objectStoreSecretName),
+          type: "Opaque",
+          stringData: {
+            [OBJECT_STORE_KEYS.endpoint]: pulumi.secret(args.objectStore.endpoint),
+            [OBJECT_STORE_KEYS.accessKey]: pulumi.secret(args.objectStore.accessKey),
+            [OBJECT_STORE_KEYS.secretKey]: pulumi.secret(args.objectStore.secretKey),
+          },
+        },
+        afterNamespace,
+      ),
+      new k8s.core.v1.ConfigMap(
+        `${name}-backend-config`,
+        {
+          metadata: inNamespace(settings.backendConfigMapName),
+          data: { [BACKEND_CONFIG_KEYS.apiUrl]: args.backendApiUrl },
+        },
+        afterNamespace,
+      ),
+      new k8s.core.v1.Secret(
+        `${name}-dispatcher-tokens`,
+        {
+          metadata: inNamespace(this.dispatcher.tokenSecretName),
+          type: "Opaque",
+          stringData: {
+            [DISPATCHER_TOKEN_KEYS.apiToken]: pulumi.secret(args.dispatcherTokens.apiToken),
+            [DISPATCHER_TOKEN_KEYS.backendToken]: pulumi.secret(args.dispatcherTokens.backendToken),
+          },
+        },
+        afterNamespace,
+      ),
+    ];
+    new k8s.yaml.v2.ConfigGroup(
+      `${name}-platform`,
+      { objs: objects.filter((object) => !isNamespace(object)) },
+      { parent: this, dependsOn: configuration },
+    );
+    this.registerOutputs({ namespace: this.namespace });
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The whole platform for one stack: a cluster from the configured cloud, then
+ * the same in-cluster parts everywhere.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import { platformSettings } from "../charts-ts/settings.ts";
+import { DcgmExporter } from "./addons/dcgm-exporter.ts";
+import { NvidiaDevicePlugin } from "./addons/nvidia-device-plugin.ts";
+import type { ClusterFoundation, FoundationContext } from "./clouds/cluster-foundation.ts";
+import { eksFoundation } from "./clouds/eks.ts";
+import { gkeFoundation } from "./clouds/gke.ts";
+import { localFoundation } from "./clouds/local.ts";
+import type { StackConfig } from "./config/load-stack-config.ts";
+import { costTags } from "./cost-tags.ts";
+import { MLFLOW_CONTAINER_PORT, MLFLOW_POD_LABELS, MLFLOW_SERVICE_ACCOUNT, Mlflow } from "./mlflow/mlflow.ts";
+import { mlflowEndpoint } from "./mlflow/mlflow-endpoint.ts";
+import { Monitoring } from "./monitoring/monitoring.ts";
+import { TrainingNamespace } from "./platform/training-namespace.ts";
+
+export type PlatformOutputs = Readonly<Record<string, pulumi.Input<unknown>>>;
+
+/** Declares every resource of a stack; `config` comes from loadStackConfig. */
+export function platform(config: StackConfig): PlatformOutputs {
+  const settings = platformSettings(config.platform);
+  const mlflowAt = mlflowEndpoint(settings.mlflowTrackingUri);
+  const foundation = clusterFoundation(config, {
+    tags: costTags(config.costTags),
+    mlflowIdentity: { namespace: mlflowAt.namespace, serviceAccount: MLFLOW_SERVICE_ACCOUNT },
+  });
+  const inCluster = { providers: [foundation.kubernetes], dependsOn: [...foundation.ready] };
+  const { secrets } = config;
+
+  const training = new TrainingNamespace(
+    "training",
+    {
+      chart: {
+        platform: config.platform,
+        quota: config.quota,
+        dispatcherReplicas: config.dispatcherReplicas,
+        mlflow: { namespace: mlflowAt.namespace, podLabels: MLFLOW_POD_LABELS, port: MLFLOW_CONTAINER_PORT },
+      },
+      backendApiUrl: config.backendApiUrl,
+      objectStore: { endpoint: secrets.r2Endpoint, accessKey: secrets.r2AccessKey, secretKey: secrets.r2SecretKey },
+      dispatcherTokens: { apiToken: secrets.dispatcherApiToken, backendToken: secrets.backendToken },
+    },
+    inCluster,
+  );
+
+  const monitoring = new Monitoring(
+    "monitoring",
+    {
+      retention: config.monitoring.retention,
+      storageGi: config.monitoring.storageGi,
+      grafanaAdminPassword: secrets.grafanaAdminPassword,
+      dispatcherService: training.dispatcher.service,
+      dispatcherNamespace: training.namespaceObject,
+    },
+    inCluster,
+  );
+
+  if (foundation.installDevicePlugin) new NvidiaDevicePlugin("nvidia-device-plugin", inCluster);
+  new DcgmExporter(
+    "dcgm-exporter",
+    {
+      namespace: monitoring.namespace,
+      ...(foundation.nvidiaDriverHostPath !== undefined && { nvidiaDriverHostPath: foundation.nvidiaDriverHostPath }),
+    },
+    { ...inCluster, dependsOn: [...inCluster.dependsOn, monitoring.stack] },
+  );
+
+  new Mlflow(
+    "mlflow",
+    {
+      endpoint: mlflowAt,
+      database: foundation.mlflow.database,
+      databasePassword: secrets.mlflowDbPassword,
+      artifacts: foundation.mlflow.artifacts,
+    },
+    inCluster,
+  );
+
+  return {
+    ...foundation.outputs,
+    trainingNamespace: training.namespace,
+    mlflowTrackingUri: settings.mlflowTrackingUri,
+    monitoringNamespace: monitoring.namespace,
+  };
+}
+
+function clusterFoundation(config: StackConfig, context: FoundationContext): ClusterFoundation {
+  switch (config.cloud) {
+    case "eks":
+      return eksFoundation(config, context);
+    case "gke":
+      return gkeFoundation(config, context);
+    case "local":
+      return localFoundation(config);
+  }
+}

@@ -1,0 +1,149 @@
+import { readFileSync } from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { loadStackConfig, StackConfigError, validateStackConfig } from "../../infra/config/load-stack-config.ts";
+import { SECRET_CONFIG } from "../../infra/config/stack-config.ts";
+import { declare, PROJECT, readStackFile, stackFiles, TEST_SECRETS, withTestSecrets } from "./pulumi-mocks.ts";
+
+/** Raw config without the namespace, secrets included and set with --secret. */
+function rawConfig(stack: string): Record<string, string> {
+  const { values } = withTestSecrets(readStackFile(stackFiles().get(stack) as string));
+  return Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice(`${PROJECT}:`.length), value]));
+}
+
+const allSecret = () => true;
+
+function problemsOf(values: Record<string, string>, isSecret: (key: string) => boolean = allSecret): string[] {
+  const result = validateStackConfig(values, isSecret);
+  return result.success ? [] : result.problems;
+}
+
+/** `stack`'s config with one key's JSON value changed by `edit`. */
+// biome-ignore lint/suspicious/noExplicitAny: the edits reach into free-form config JSON
+function edited(stack: string, key: string, edit: (value: any) => unknown): Record<string, string> {
+  const values = rawConfig(stack);
+  return { ...values, [key]: JSON.stringify(edit(JSON.parse(values[key] as string))) };
+}
+
+describe.each([...stackFiles().keys()])("stack file %s", (stack) => {
+  it("is valid once its secrets are set", () => {
+    expect(problemsOf(rawConfig(stack))).toEqual([]);
+  });
+
+  it("holds no secret in plain text: secret keys are absent or `secure:` ciphertext", () => {
+    const config: Record<string, unknown> = parse(readFileSync(stackFiles().get(stack) as string, "utf8")).config;
+    for (const key of Object.keys(SECRET_CONFIG)) {
+      const value = config[`${PROJECT}:${key}`];
+      if (value !== undefined) expect(value, key).toEqual({ secure: expect.any(String) });
+    }
+  });
+});
+
+describe("bad stack configuration is refused, naming the key", () => {
+  const cases: [string, Record<string, string>, string][] = [
+    [
+      "a GPU pool without instance type",
+      edited("dev-eks", "gpuPools", ([{ instanceType, ...pool }]) => [pool]),
+      "gpuPools[0].instanceType: required",
+    ],
+    [
+      "a new VPC and existing subnets at once",
+      edited("dev-eks", "eks", (eks) => ({ ...eks, network: { ...eks.network, subnetIds: { private: ["subnet-0a", "subnet-0b"] } } })),
+      "eks.network: vpc and subnetIds are mutually exclusive: set one",
+    ],
+    ["no network", edited("dev-eks", "eks", ({ network, ...eks }) => eks), "eks.network: required"],
+    [
+      "a GPU pool with a non-NVIDIA AMI",
+      edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, amiType: "AL2023_x86_64_STANDARD" }]),
+      "gpuPools[0].amiType:",
+    ],
+    [
+      "a pool whose minimum is above its maximum",
+      edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, minSize: 3 }]),
+      "gpuPools[0].minSize: must not be above maxSize (2)",
+    ],
+    ["two pools with one name", edited("prod-gke", "gpuPools", ([pool]) => [pool, pool]), 'gpuPools[1].name: duplicate name "l4-spot"'],
+    [
+      "a GKE pool without accelerator",
+      edited("prod-gke", "gpuPools", ([{ acceleratorType, ...pool }]) => [pool]),
+      "gpuPools[0].acceleratorType: required",
+    ],
+    ["an unknown key in a pool", edited("prod-gke", "gpuPools", ([pool]) => [{ ...pool, gpus: 2 }]), "gpuPools[0].gpus: unknown key"],
+    ["an unknown top-level key", { ...rawConfig("local"), gpuPool: "[]" }, "gpuPool: unknown key"],
+    ["GPU pools on the local stack", { ...rawConfig("local"), gpuPools: "[]" }, "gpuPools: unknown key"],
+    ["an unknown cloud", { ...rawConfig("local"), cloud: "aks" }, "cloud: must be one of eks, gke, local"],
+    ["no context for an existing cluster", { ...rawConfig("local"), kubernetes: "{}" }, "kubernetes.context: required"],
+    ["trainers as root", { ...rawConfig("local"), platform: '{"runAsUser":0}' }, "platform.runAsUser: must not be 0"],
+    [
+      "MLflow outside the cluster",
+      { ...rawConfig("local"), platform: '{"mlflowTrackingUri":"https://mlflow.example.com"}' },
+      "platform.mlflowTrackingUri: must be http://<service>",
+    ],
+    ["a cost tag GCP would refuse", { ...rawConfig("prod-gke"), costTags: '{"Team":"ML"}' }, "costTags.Team: tag keys must be lower-case"],
+    ["a backend URL that is no URL", { ...rawConfig("local"), backendApiUrl: "backend:8000" }, "backendApiUrl: must be an http(s) URL"],
+    [
+      "a database password that breaks a postgresql:// URL",
+      { ...rawConfig("local"), mlflowDbPassword: "p@ss/word:with-specials" },
+      "mlflowDbPassword: must be 16 to 128 letters",
+    ],
+    [
+      "a missing secret",
+      (({ r2SecretKey, ...values }) => values)(rawConfig("local")),
+      "r2SecretKey: required, the secret access key for that object store; set it with `pulumi config set --secret r2SecretKey <value>`",
+    ],
+  ];
+
+  it.each(cases)("%s", (_, values, expected) => {
+    const problems = problemsOf(values);
+    expect(
+      problems.some((problem) => problem.startsWith(expected)),
+      problems.join("\n"),
+    ).toBe(true);
+  });
+
+  it("refuses a secret set without --secret", () => {
+    expect(problemsOf(rawConfig("local"), (key) => key !== "backendToken")).toEqual([
+      "backendToken: stored in plain text; set it with `pulumi config set --secret backendToken <value>`",
+    ]);
+  });
+
+  it("never quotes a secret value in a problem", () => {
+    const values = { ...rawConfig("local"), mlflowDbPassword: "short", grafanaAdminPassword: "tiny", dispatcherApiToken: "abc" };
+    const problems = problemsOf(values).join("\n");
+    expect(problems).toContain("mlflowDbPassword:");
+    for (const secret of ["short", "tiny", "abc"]) expect(problems).not.toContain(`"${secret}"`);
+    expect(problems).not.toMatch(/\bshort\b|\btiny\b/);
+  });
+});
+
+describe("loadStackConfig", () => {
+  it("throws before anything is declared, every problem under the project's namespace", async () => {
+    const { values, secretKeys } = withTestSecrets(readStackFile(stackFiles().get("dev-eks") as string));
+    const broken = { ...values, [`${PROJECT}:gpuPools`]: JSON.stringify([{ name: "t4", gpuType: "t4", maxSize: 2 }]) };
+    let error: unknown;
+    const resources = await declare({ values: broken, secretKeys }, () => {
+      try {
+        loadStackConfig();
+      } catch (thrown) {
+        error = thrown;
+      }
+    });
+    expect(error).toBeInstanceOf(StackConfigError);
+    expect((error as StackConfigError).problems).toEqual(["training-platform:gpuPools[0].instanceType: required"]);
+    expect((error as Error).message).toBe("invalid stack configuration:\n  - training-platform:gpuPools[0].instanceType: required");
+    expect(resources).toEqual([]);
+  });
+
+  it("returns every secret as a Pulumi secret", async () => {
+    let secrets: Record<string, pulumi.Output<string>> = {};
+    await declare(withTestSecrets(readStackFile(stackFiles().get("local") as string)), () => {
+      secrets = loadStackConfig().secrets;
+    });
+    expect(Object.keys(secrets).sort()).toEqual(Object.keys(SECRET_CONFIG).sort());
+    for (const [key, output] of Object.entries(secrets)) {
+      expect(await pulumi.isSecret(output), key).toBe(true);
+      expect(await new Promise((resolve) => output.apply(resolve)), key).toBe(TEST_SECRETS[key as keyof typeof TEST_SECRETS]);
+    }
+  });
+});
