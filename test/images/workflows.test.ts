@@ -1,0 +1,153 @@
+// The GitHub workflows, parsed: what they run, on which events, and that the image matrix
+// really comes from the catalogue through images/matrix.ts.
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { parse } from "yaml";
+import { DISPATCHER_IMAGE_REPOSITORY, FRAMEWORK_CATALOGUE, FRAMEWORKS } from "../../charts-ts/catalogue.ts";
+import {
+  BASE_IMAGE_ARG,
+  type ImageBuild,
+  PLATFORM_CONTEXT,
+  SMOKE_TRAINER_REPOSITORY,
+  TRAINER_BASE_REPOSITORY,
+  WAVES,
+} from "../../images/matrix.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: workflows are free-form YAML
+type Json = any;
+
+const WORKFLOWS_DIR = ".github/workflows";
+const workflowFiles = readdirSync(WORKFLOWS_DIR).filter((name) => name.endsWith(".yml"));
+const workflow = (name: string): Json => parse(readFileSync(join(WORKFLOWS_DIR, name), "utf8"));
+const jobsOf = (name: string): [string, Json][] => Object.entries(workflow(name).jobs);
+const stepsOf = (name: string): Json[] => jobsOf(name).flatMap(([, job]) => job.steps ?? []);
+const runScripts = (name: string): string =>
+  stepsOf(name)
+    .map((step) => step.run ?? "")
+    .join("\n");
+/** A GitHub Actions expression as a workflow spells it: `${{ inner }}`. */
+const expression = (inner: string) => `\${{ ${inner} }}`;
+
+describe.each(workflowFiles)("%s", (name) => {
+  test("has triggers and jobs", () => {
+    expect(workflow(name).on).toBeTruthy();
+    expect(Object.keys(workflow(name).jobs).length).toBeGreaterThan(0);
+  });
+
+  test("pins every action to a version, and calls only workflows that exist", () => {
+    const uses: string[] = [...jobsOf(name).map(([, job]) => job.uses), ...stepsOf(name).map((step) => step.uses)].filter(Boolean);
+    const unpinned = uses.filter((use) => !use.startsWith("./") && !/@(v\d+(\.\d+)*|[0-9a-f]{40})$/.test(use));
+    expect(unpinned).toEqual([]);
+    expect(uses.filter((use) => use.startsWith("./") && !existsSync(use))).toEqual([]);
+  });
+
+  test("grants the token read access by default", () => {
+    expect(workflow(name).permissions?.contents).toBe("read");
+  });
+});
+
+describe("ci.yml", () => {
+  test("runs .ci/run on pushes and pull requests", () => {
+    expect(Object.keys(workflow("ci.yml").on)).toEqual(expect.arrayContaining(["push", "pull_request"]));
+    expect(runScripts("ci.yml")).toMatch(/^bash \.ci\/run$/m);
+  });
+});
+
+describe("images.yml", () => {
+  const images = workflow("images.yml");
+  /** The matrix the workflow gets, from the same command it runs. */
+  const matrix = (wave: string): ImageBuild[] =>
+    JSON.parse(execFileSync(process.execPath, ["images/matrix.ts", wave], { encoding: "utf8" })).include;
+
+  test("computes each wave's matrix with `node images/matrix.ts <wave>`", () => {
+    for (const wave of WAVES) expect(runScripts("images.yml")).toContain(`node images/matrix.ts ${wave}`);
+  });
+
+  test("builds every catalogue framework, the trainer base, the smoke trainer and the dispatcher", () => {
+    const built = WAVES.flatMap((wave) => matrix(wave).map((image) => image.repository));
+    const frameworks = FRAMEWORKS.map((framework) => FRAMEWORK_CATALOGUE[framework].imageRepository);
+    expect(built.sort()).toEqual([...frameworks, TRAINER_BASE_REPOSITORY, SMOKE_TRAINER_REPOSITORY, DISPATCHER_IMAGE_REPOSITORY].sort());
+  });
+
+  test("builds the trainer base first, and what starts FROM it after", () => {
+    expect(matrix("trainer-base").map((image) => image.repository)).toEqual([TRAINER_BASE_REPOSITORY]);
+    expect(matrix("images").every((image) => image.baseImage === "" || image.baseImage === TRAINER_BASE_REPOSITORY)).toBe(true);
+    const [first, second] = WAVES.map((wave) => images.jobs[wave]);
+    expect(first.with.matrix).toContain(`outputs.${WAVES[0]}`);
+    expect(second.with.matrix).toContain(`outputs.${WAVES[1]}`);
+    expect(second.needs).toContain(WAVES[0]);
+  });
+
+  test("runs on pushes to main that touch an image's inputs", () => {
+    expect(images.on.push.branches).toEqual(["main"]);
+    expect(images.on.push.paths).toEqual(expect.arrayContaining(["images/**", "charts-ts/**", "dispatcher/**", "package-lock.json"]));
+  });
+
+  test("pushes each image to ghcr.io tagged with the commit SHA, with the base and platform code it needs", () => {
+    const build = stepsOf("build-image.yml").find((step) => step.uses?.startsWith("docker/build-push-action@"));
+    expect(build.with.push).toBe(true);
+    expect(build.with.tags).toMatch(/:\$\{\{ github\.sha \}\}$/);
+    expect(build.with.context).toBe(expression("matrix.context"));
+    expect(build.with.file).toBe(expression("matrix.dockerfile"));
+    const script = runScripts("build-image.yml");
+    expect(script).toContain('registry="ghcr.io/');
+    expect(script).toContain(`build-args=${BASE_IMAGE_ARG}=$registry/$BASE_REPOSITORY:$GITHUB_SHA`);
+    expect(script).toContain(`build-contexts=${PLATFORM_CONTEXT}=`);
+  });
+});
+
+describe("synth-diff.yml", () => {
+  test("synthesizes on pull requests and fails on a dist/ difference", () => {
+    expect(Object.keys(workflow("synth-diff.yml").on)).toEqual(["pull_request"]);
+    const script = runScripts("synth-diff.yml");
+    expect(script).toMatch(/^npm run synth$/m);
+    expect(script).toContain("git diff --quiet -- dist");
+    expect(script).toMatch(/exit 1/);
+  });
+});
+
+describe("pulumi.yml", () => {
+  const pulumi = workflow("pulumi.yml");
+  const calls = jobsOf("pulumi.yml").filter(([, job]) => job.uses === "./.github/workflows/pulumi-stack.yml");
+  const stacksOf = (job: Json): string[] => job.strategy?.matrix?.stack ?? [job.with.stack];
+  const cloudStacks = readdirSync("stacks")
+    .map((file) => /^Pulumi\.(.+)\.yaml$/.exec(file)?.[1])
+    .filter((stack) => stack !== undefined && stack !== "local");
+
+  test("previews every cloud stack on pull requests", () => {
+    const previews = calls.filter(([, job]) => job.with.command === "preview");
+    expect(previews.flatMap(([, job]) => stacksOf(job)).sort()).toEqual(cloudStacks.sort());
+    for (const [, job] of previews) expect(job.if).toBe("github.event_name == 'pull_request'");
+  });
+
+  test("runs `pulumi up` only on pushes to main, each stack once, behind a GitHub environment", () => {
+    const ups = calls.filter(([, job]) => job.with.command === "up");
+    expect(ups.flatMap(([, job]) => stacksOf(job)).sort()).toEqual(cloudStacks.sort());
+    expect(pulumi.on.push.branches).toEqual(["main"]);
+    for (const [, job] of ups) {
+      expect(job.if).toBe("github.event_name == 'push' && github.ref == 'refs/heads/main'");
+      const environments = new Set(stacksOf(job).map((stack) => (stack.startsWith("prod-") ? "production" : "development")));
+      expect([...environments]).toEqual([job.with.environment]);
+    }
+  });
+
+  test("applies production only after dev succeeded", () => {
+    const [, upProd] = calls.find(([, job]) => job.with.command === "up" && job.with.environment === "production") ?? [];
+    const [devJob] = calls.find(([, job]) => job.with.command === "up" && job.with.environment === "development") ?? [];
+    expect(upProd.needs).toBe(devJob);
+  });
+
+  test("the called workflow runs in the requested environment, one operation per stack at a time", () => {
+    const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
+    expect(job.environment).toBe(expression("inputs.environment"));
+    expect(job.concurrency).toEqual({ group: `pulumi-${expression("inputs.stack")}`, "cancel-in-progress": false });
+    const pulumiStep = job.steps.find((step: Json) => step.uses?.startsWith("pulumi/actions@"));
+    expect(pulumiStep.with).toMatchObject({
+      command: expression("inputs.command"),
+      "stack-name": expression("inputs.stack"),
+      "work-dir": "stacks",
+    });
+  });
+});
