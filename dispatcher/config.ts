@@ -126,6 +126,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   if (defaultExecutor === "kubernetes" && cluster.kind === "none") {
     problems.push(`${DISPATCHER_ENV.defaultExecutor}=kubernetes needs a cluster: set ${DISPATCHER_ENV.kubeconfig} or run in a pod`);
   }
+  if (defaultExecutor === "local" && cluster.kind === "in-cluster") {
+    problems.push(`${DISPATCHER_ENV.defaultExecutor}=local is not available in a pod: the dispatcher image holds no trainer`);
+  }
   const apiToken = secretFrom(env, DISPATCHER_ENV.apiToken, DISPATCHER_ENV.apiTokenFile, problems, true);
   const backendToken = secretFrom(env, DISPATCHER_ENV.backendToken, DISPATCHER_ENV.backendTokenFile, problems, false);
   const backendUrl = parsed(z.url({ protocol: /^https?$/ }), env, DISPATCHER_ENV.backendUrl, undefined, problems, "must be an http(s) URL");

@@ -79,6 +79,7 @@ export class LocalExecutor implements JobExecutor {
       : [];
     const job: LocalJob = { request, dir, transitions: lines.map((line) => JSON.parse(line) as Transition) };
     this.jobs.set(request.jobId, job);
+    job.lastExitCode = job.transitions.findLast((transition) => transition.exitCode !== undefined)?.exitCode;
     const last = job.transitions.at(-1);
     if (!last || !TERMINAL_PHASES.has(last.phase)) {
       await this.record(job, "failed", REASON.lost, "the dispatcher restarted while this local run was in flight; its process is gone");
@@ -150,7 +151,7 @@ export class LocalExecutor implements JobExecutor {
       job.process = undefined;
       if (code !== null) job.lastExitCode = code;
       const [phase, reason, message] = outcome(job, code, signal);
-      void this.record(job, phase, reason, message, 1);
+      void this.record(job, phase, reason, message, 1, code ?? undefined);
     });
   }
 
@@ -160,13 +161,14 @@ export class LocalExecutor implements JobExecutor {
     child.once("close", () => clearTimeout(kill));
   }
 
-  private async record(job: LocalJob, phase: Phase, reason: string, message?: string, attempt?: number): Promise<void> {
+  private async record(job: LocalJob, phase: Phase, reason: string, message?: string, attempt?: number, exitCode?: number): Promise<void> {
     if (job.transitions.at(-1)?.phase === phase) return;
     const transition: Transition = {
       phase,
       reason,
       ...(message !== undefined && { message }),
       ...(attempt !== undefined && { attempt }),
+      ...(exitCode !== undefined && { exitCode }),
       at: new Date().toISOString(),
     };
     job.transitions.push(transition);

@@ -29,21 +29,29 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const kubeConfig = kubeConfigFor(config);
-  const local = await LocalExecutor.open({
-    ...config.local,
-    environment: {
-      BACKEND_API_URL: config.backendUrl,
-      MLFLOW_TRACKING_URI: config.platform.mlflowTrackingUri,
-      AWS_S3_ENDPOINT_URL: process.env.AWS_S3_ENDPOINT_URL,
-      AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID,
-      AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY,
-    },
-  });
+  // In a pod the dispatcher image holds no trainer and its root filesystem is
+  // read-only, so the local executor (the rollback path on a host) stays off there.
+  const local =
+    config.cluster.kind === "in-cluster"
+      ? undefined
+      : await LocalExecutor.open({
+          ...config.local,
+          environment: {
+            BACKEND_API_URL: config.backendUrl,
+            MLFLOW_TRACKING_URI: config.platform.mlflowTrackingUri,
+            AWS_S3_ENDPOINT_URL: process.env.AWS_S3_ENDPOINT_URL,
+            AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY,
+          },
+        });
   const server = buildServer({
     apiToken: config.apiToken,
     bodyLimitBytes: config.bodyLimitBytes,
     defaultExecutor: config.defaultExecutor,
-    executors: { local, ...(kubeConfig && { kubernetes: new KubernetesExecutor({ kubeConfig, platform: config.platform }) }) },
+    executors: {
+      ...(local && { local }),
+      ...(kubeConfig && { kubernetes: new KubernetesExecutor({ kubeConfig, platform: config.platform }) }),
+    },
     logger: true,
   });
   if (!kubeConfig) {

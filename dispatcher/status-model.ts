@@ -34,6 +34,8 @@ export const transitionSchema = z.object({
   message: z.string().optional(),
   /** 1-based attempt the transition belongs to, when it belongs to one. */
   attempt: z.number().int().positive().optional(),
+  /** The exit code of the attempt that ended with this transition. */
+  exitCode: z.number().int().optional(),
   at: z.iso.datetime(),
 });
 export type Transition = z.infer<typeof transitionSchema>;

@@ -68,6 +68,12 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("refuses the local executor inside a pod, whose image holds no trainer", () => {
+    expect(problemsOf({ KUBERNETES_SERVICE_HOST: "10.0.0.1", DISPATCHER_API_TOKEN: "t", DEFAULT_EXECUTOR: "local" })).toEqual([
+      "DEFAULT_EXECUTOR=local is not available in a pod: the dispatcher image holds no trainer",
+    ]);
+  });
+
   it("refuses a token given twice, or an empty one", () => {
     expect(problemsOf({ DISPATCHER_API_TOKEN: "t", DISPATCHER_API_TOKEN_FILE: tokenFile })).toEqual([
       "DISPATCHER_API_TOKEN and DISPATCHER_API_TOKEN_FILE are both set: set one",
