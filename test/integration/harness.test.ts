@@ -18,6 +18,16 @@ const NAMESPACE = "training";
 const RUN_ID = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 const RUN_LABEL = "harness-test-run";
 const POLL_TIMEOUT_MS = 60_000;
+/** What pods/log returns for a "trainer" container: test/cluster/trainer.log without the CRI prefixes (kwok-logs.yaml). */
+const TRAINER_LOG_LINES = [
+  "starting training: model=resnet18 dataset=cifar10 epochs=3 batch_size=128 gpus=1",
+  "warning: no checkpoint found in /workspace/checkpoints, starting from scratch",
+  "epoch 1/3 loss=1.600 accuracy=0.280",
+  "epoch 2/3 loss=1.100 accuracy=0.540",
+  "epoch 3/3 loss=0.800 accuracy=0.710",
+  "saved model to /workspace/output/model.pt",
+  "training finished in 92.5s",
+];
 
 const kc = new KubeConfig();
 kc.loadFromFile(inject("kubeconfig"));
@@ -103,6 +113,8 @@ function gpuJob(o: JobOptions): V1Job {
         metadata: { labels: { [RUN_LABEL]: RUN_ID, ...o.podLabels } },
         spec: {
           restartPolicy: "Never",
+          // Pod Security "restricted" compliant: the platform's namespace may enforce it.
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
           nodeSelector: { accelerator: "nvidia-gpu" },
           tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
           containers: [
@@ -110,6 +122,7 @@ function gpuJob(o: JobOptions): V1Job {
               name: "trainer",
               image: "registry.example.invalid/trainer:test",
               command: ["python", "train.py"],
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
               resources: {
                 requests: { cpu: "1", memory: "1Gi", "nvidia.com/gpu": gpus },
                 limits: { "nvidia.com/gpu": gpus },
@@ -228,6 +241,45 @@ describe("integration-test cluster", { timeout: 120_000 }, () => {
     expect(pod.status?.phase).toBe("Succeeded");
     const trainer = pod.status?.containerStatuses?.find((c) => c.name === "trainer");
     expect(trainer?.state?.terminated?.exitCode).toBe(0);
+  });
+
+  test("a completed 1-GPU Job's trainer logs are served through pods/log, tailLines included", async () => {
+    const name = jobName("gpu-logs");
+    await createJob(gpuJob({ name }));
+    await waitForJobCondition(name, "Complete");
+    const podName = (await jobPods(name))[0]?.metadata?.name;
+    expect(podName).toBeDefined();
+
+    // The API server proxies to the node's kubelet endpoint: kwok's server,
+    // which serves test/cluster/trainer.log for containers named trainer.
+    const log = await core.readNamespacedPodLog({ name: podName as string, namespace: NAMESPACE, container: "trainer" });
+    expect(log.split("\n")).toEqual([...TRAINER_LOG_LINES, ""]);
+
+    const tail = await core.readNamespacedPodLog({
+      name: podName as string,
+      namespace: NAMESPACE,
+      container: "trainer",
+      tailLines: 2,
+    });
+    expect(tail).toBe(`${TRAINER_LOG_LINES.slice(-2).join("\n")}\n`);
+  });
+
+  test("a running 1-GPU Job's trainer logs are readable before it finishes", async () => {
+    const name = jobName("gpu-logs-run");
+    await createJob(gpuJob({ name, podLabels: { "kwok-run-duration": "10m" } }));
+    const pod = await waitFor(
+      `pod of Job ${name} Running`,
+      async () => (await jobPods(name)).find((p) => p.status?.phase === "Running"),
+      () => describeJob(name),
+    );
+    const log = await core.readNamespacedPodLog({
+      name: pod.metadata?.name as string,
+      namespace: NAMESPACE,
+      container: "trainer",
+      tailLines: 3,
+    });
+    expect(log).toBe(`${TRAINER_LOG_LINES.slice(-3).join("\n")}\n`);
+    await batch.deleteNamespacedJob({ name, namespace: NAMESPACE, propagationPolicy: "Background" });
   });
 
   test("a 9-GPU Job stays Pending with FailedScheduling: Insufficient nvidia.com/gpu", async () => {

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds the test control plane from Go modules with the local Go toolchain:
+#   etcd, kube-apiserver, kube-controller-manager (ours, short Job backoff),
+#   kube-scheduler, kubectl, kwok
+#
+# Binaries land in $HOME/.cache/training-platform/bin/<key>/ where <key> hashes
+# every input (versions.env, go.mod/go.sum files, our Go sources, this script,
+# lib.sh and the Go version). A warm run only checks that directory and exits.
+# Module and build caches live in $HOME/.cache/training-platform/go/{mod,build}.
+#
+# stdout: exactly one line, the bin dir. Progress and timings go to stderr.
+# Env: TP_CACHE (default $HOME/.cache/training-platform), TP_BUILD_FORCE=1 to rebuild.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+
+command -v go >/dev/null || die "go is not installed (need Go >= $(awk '$1=="go"{print $2}' "$HERE/kwok/go.mod"))"
+
+compute_key() {
+  (
+    cd "$HERE"
+    go version
+    # Inputs, in a stable order. Anything that changes the binaries must be here.
+    find versions.env build.sh lib.sh k8s etcd kwok -type f \
+      \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' -o -name '*.env' \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 sha256sum
+  ) | sha256sum | cut -c1-16
+}
+
+KEY="$(compute_key)"
+BIN_DIR="$TP_CACHE/bin/$KEY"
+
+have_all() {
+  [[ -f "$BIN_DIR/.complete" ]] || return 1
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+}
+
+if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
+  log "binaries up to date (key $KEY)"
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+mkdir -p "$TP_CACHE/bin" "$GOMODCACHE" "$GOCACHE"
+# Serialise concurrent builds (two shells, or CI + a developer).
+exec 9>"$TP_CACHE/bin/.build.lock"
+flock 9
+if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
+  log "binaries built by a concurrent run (key $KEY)"
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+start_all=$SECONDS
+tmp="$(mktemp -d "$TP_CACHE/bin/.tmp-$KEY.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+
+timed() { # timed <label> <cmd...>
+  local label="$1" t0=$SECONDS; shift
+  log "building $label ..."
+  "$@" || die "building $label failed"
+  log "built $label in $((SECONDS - t0))s"
+}
+
+common=(-trimpath)
+
+# ---- k8s -------------------------------------------------------------------
+cd "$HERE/k8s"
+kube_commit="$(go mod download -json k8s.io/kubernetes | sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]\{40\}\)".*/\1/p' | head -n1)"
+kube_time="$(go list -m -f '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)"
+[[ "$K8S_VERSION" =~ ^v([0-9]+)\.([0-9]+)\. ]]
+kube_major="${BASH_REMATCH[1]}" kube_minor="${BASH_REMATCH[2]}"
+vflags=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  vflags+=" -X '$pkg.gitVersion=$K8S_VERSION'"
+  vflags+=" -X '$pkg.gitMajor=$kube_major'"
+  vflags+=" -X '$pkg.gitMinor=$kube_minor'"
+  vflags+=" -X '$pkg.gitTreeState=clean'"
+  [[ -n "$kube_commit" ]] && vflags+=" -X '$pkg.gitCommit=$kube_commit'"
+  [[ -n "$kube_time" ]] && vflags+=" -X '$pkg.buildDate=$kube_time'"
+done
+timed "kube-apiserver kube-controller-manager kube-scheduler kubectl ($K8S_VERSION)" \
+  go build "${common[@]}" -ldflags "-s -w$vflags" -o "$tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubectl \
+    ./cmd/kube-controller-manager
+
+# ---- etcd ------------------------------------------------------------------
+cd "$HERE/etcd"
+timed "etcd ($ETCD_VERSION)" \
+  go build "${common[@]}" -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+
+# ---- kwok ------------------------------------------------------------------
+cd "$HERE/kwok"
+timed "kwok ($KWOK_VERSION)" \
+  go build "${common[@]}" -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
+
+for b in "${BINARIES[@]}"; do [[ -x "$tmp/$b" ]] || die "expected binary $b was not produced"; done
+touch "$tmp/.complete"
+rm -rf "$BIN_DIR"
+mv "$tmp" "$BIN_DIR"
+trap - EXIT
+ln -sfn "$KEY" "$TP_CACHE/bin/current"
+
+# Keep the cache small (each bin dir is a few hundred MB): keep this key and
+# the two most recently built others. Only real directories, never symlinks.
+find "$TP_CACHE/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name '.*' -printf '%T@ %p\n' \
+  | sort -rn | tail -n +3 | cut -d' ' -f2- | xargs -r rm -rf -- || true
+
+log "all binaries built in $((SECONDS - start_all))s -> $BIN_DIR"
+echo "$BIN_DIR"
