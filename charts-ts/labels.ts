@@ -22,6 +22,8 @@ export const ANNOTATION = {
   request: `${ANNOTATION_PREFIX}/request`,
   /** Set by the dispatcher when a stop is requested (RFC 3339); it makes the phase `stopped`. */
   stoppedAt: `${ANNOTATION_PREFIX}/stopped-at`,
+  /** How many of the job's transitions the backend has acknowledged, in order. */
+  deliveredTransitions: `${ANNOTATION_PREFIX}/delivered-transitions`,
 } as const;
 
 /** Label keys a request may not set, because the platform owns them. */
@@ -36,6 +38,14 @@ export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set([
 /** Label key prefixes a request may not use: Kubernetes' own and the platform's. */
 export const RESERVED_LABEL_PREFIXES: readonly string[] = ["kubernetes.io/", "k8s.io/", "batch.kubernetes.io/", `${ANNOTATION_PREFIX}/`];
 
+const TRAINING_JOB_NAME_PREFIX = "training-job-";
+
 export function trainingJobName(jobId: number): string {
-  return `training-job-${jobId}`;
+  return `${TRAINING_JOB_NAME_PREFIX}${jobId}`;
+}
+
+/** The training Job a pod belongs to, from the pod's name (`<job name>-<5 random characters>`). */
+export function trainingJobNameOfPod(podName: string | undefined): string | undefined {
+  const match = podName?.match(/^(.+)-[a-z0-9]{5}$/);
+  return match?.[1]?.startsWith(TRAINING_JOB_NAME_PREFIX) ? match[1] : undefined;
 }

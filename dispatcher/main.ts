@@ -2,7 +2,9 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, type DispatcherConfig, loadConfig } from "./config.ts";
 import { KubernetesExecutor } from "./kubernetes-executor.ts";
+import { startLiveStatus } from "./live-status.ts";
 import { LocalExecutor } from "./local-executor.ts";
+import { DispatcherMetrics } from "./metrics.ts";
 import { buildServer } from "./server.ts";
 
 function kubeConfigFor(config: DispatcherConfig): KubeConfig | undefined {
@@ -44,6 +46,17 @@ async function main(): Promise<void> {
             AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY,
           },
         });
+  const metrics = new DispatcherMetrics();
+  const live =
+    kubeConfig &&
+    (await startLiveStatus({
+      kubeConfig,
+      namespace: config.platform.namespace,
+      metrics,
+      ...(config.backendUrl !== undefined && {
+        backend: { url: config.backendUrl, ...(config.backendToken !== undefined && { token: config.backendToken }) },
+      }),
+    }));
   const server = buildServer({
     apiToken: config.apiToken,
     bodyLimitBytes: config.bodyLimitBytes,
@@ -52,6 +65,8 @@ async function main(): Promise<void> {
       ...(local && { local }),
       ...(kubeConfig && { kubernetes: new KubernetesExecutor({ kubeConfig, platform: config.platform }) }),
     },
+    metrics,
+    ...(live && { feed: live.feed }),
     logger: true,
   });
   if (!kubeConfig) {
@@ -59,7 +74,7 @@ async function main(): Promise<void> {
   }
   server.log.info({ defaultExecutor: config.defaultExecutor, namespace: config.platform.namespace }, "dispatcher configured");
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.once(signal, () => void server.close().then(() => process.exit(0)));
+    process.once(signal, () => void Promise.all([server.close(), live?.stop()]).then(() => process.exit(0)));
   }
   await server.listen({ port: config.port, host: config.host });
 }

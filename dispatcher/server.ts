@@ -3,7 +3,7 @@
  * of subprocess.Popen. Routes validate with the shared request schema and hand
  * work to an executor; every failure answers in the one error shape.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
 import { FRAMEWORKS } from "../charts-ts/catalogue.ts";
 import { EXECUTORS, type Executor, parseTrainingRequest, type TrainingRequest } from "../charts-ts/request.ts";
@@ -11,8 +11,10 @@ import { ApiError, notFound } from "./api-error.ts";
 import { bearerTokenMatches } from "./auth.ts";
 import type { JobExecutor, JobPage } from "./job-executor.ts";
 import type { KubernetesExecutor } from "./kubernetes-executor.ts";
+import type { DispatcherMetrics } from "./metrics.ts";
 import { openApiDocument } from "./openapi.ts";
 import { type JobStatus, PHASES } from "./status-model.ts";
+import type { FeedEvent, FeedFilter, TransitionFeed } from "./transition-feed.ts";
 
 export interface Executors {
   readonly kubernetes?: KubernetesExecutor;
@@ -24,6 +26,11 @@ export interface ServerProps {
   readonly bodyLimitBytes: number;
   readonly defaultExecutor: Executor;
   readonly executors: Executors;
+  /** Live transitions of Kubernetes jobs, for the server-sent event routes. */
+  readonly feed?: TransitionFeed;
+  readonly metrics?: DispatcherMetrics;
+  /** Seconds between SSE keep-alive comments. @default 15 */
+  readonly heartbeatSeconds?: number;
   /** @default false */
   readonly logger?: boolean;
 }
@@ -40,11 +47,37 @@ const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
   pageToken: z.string().min(1).optional(),
 });
+const eventsQuery = z.strictObject({
+  projectId: z.coerce.number().int().positive().optional(),
+  framework: z.enum(FRAMEWORKS).optional(),
+  phase: z.enum(PHASES).optional(),
+});
 const logsQuery = z.strictObject({
   tailLines: z.coerce.number().int().positive().optional(),
   attempt: z.coerce.number().int().positive().optional(),
   follow: flag.default(false),
 });
+
+type SubmissionResult = "created" | "existing" | "conflict" | "invalid" | "error";
+
+function submissionFailure(error: unknown): SubmissionResult {
+  const status = error instanceof ApiError ? error.statusCode : 500;
+  return status === 409 ? "conflict" : status < 500 ? "invalid" : "error";
+}
+
+/** The framework label of a submission metric: only catalogue names, so a hostile body cannot add series. */
+function frameworkOf(body: unknown): string {
+  const framework = (body as { framework?: unknown } | null)?.framework;
+  return FRAMEWORKS.find((known) => known === framework) ?? "unknown";
+}
+
+function parsedRequest(body: unknown): TrainingRequest {
+  const parsed = parseTrainingRequest(body);
+  if (parsed.ok) return parsed.request;
+  const [first] = parsed.errors;
+  const message = parsed.errors.map((error) => (error.field ? `${error.field}: ${error.message}` : error.message)).join("; ");
+  throw new ApiError(400, "invalid_request", message, first?.field || undefined);
+}
 
 function validated<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
@@ -115,26 +148,68 @@ export function buildServer(props: ServerProps): FastifyInstance {
   app.get("/openapi.json", async () => openApiDocument());
 
   app.post("/v1/jobs", async (request, reply) => {
-    const { dryRun } = validated(submitQuery, request.query);
-    const parsed = parseTrainingRequest(request.body);
-    if (!parsed.ok) {
-      const [first] = parsed.errors;
-      const message = parsed.errors.map((error) => (error.field ? `${error.field}: ${error.message}` : error.message)).join("; ");
-      throw new ApiError(400, "invalid_request", message, first?.field || undefined);
+    const started = performance.now();
+    // A dry run creates nothing, so it is not a submission; everything else is counted once.
+    let result: SubmissionResult | "dry-run" = "error";
+    try {
+      const { dryRun } = validated(submitQuery, request.query);
+      const trainingRequest = parsedRequest(request.body);
+      const executor = executorFor(trainingRequest.executor ?? props.defaultExecutor, "executor");
+      if (dryRun) {
+        result = "dry-run";
+        const kubernetes = props.executors.kubernetes;
+        if (!kubernetes)
+          throw new ApiError(400, "invalid_request", "a dry run needs the kubernetes executor, which is not configured", "dryRun");
+        return reply.code(200).send(await kubernetes.dryRun(trainingRequest));
+      }
+      const submitted = await executor.submit(trainingRequest);
+      result = submitted.created ? "created" : "existing";
+      return reply
+        .code(submitted.created ? 201 : 200)
+        .header("location", `/v1/jobs/${trainingRequest.jobId}`)
+        .send(submitted.status);
+    } catch (error) {
+      if (result !== "dry-run") result = submissionFailure(error);
+      throw error;
+    } finally {
+      if (result !== "dry-run") props.metrics?.submission(frameworkOf(request.body), result, (performance.now() - started) / 1000);
     }
-    const trainingRequest: TrainingRequest = parsed.request;
-    const executor = executorFor(trainingRequest.executor ?? props.defaultExecutor, "executor");
-    if (dryRun) {
-      const kubernetes = props.executors.kubernetes;
-      if (!kubernetes)
-        throw new ApiError(400, "invalid_request", "a dry run needs the kubernetes executor, which is not configured", "dryRun");
-      return reply.code(200).send(await kubernetes.dryRun(trainingRequest));
-    }
-    const result = await executor.submit(trainingRequest);
-    return reply
-      .code(result.created ? 201 : 200)
-      .header("location", `/v1/jobs/${trainingRequest.jobId}`)
-      .send(result.status);
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    if (!props.metrics) throw new ApiError(404, "not_found", "metrics are not enabled on this dispatcher");
+    return reply.type(props.metrics.registry.contentType).send(await props.metrics.registry.metrics());
+  });
+
+  const stream = (request: FastifyRequest, reply: FastifyReply, filter: FeedFilter) => {
+    const feed = props.feed;
+    if (!feed) throw new ApiError(404, "not_found", "live events need the kubernetes executor, which is not configured");
+    const lastEventId = request.headers["last-event-id"];
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    out.write(": connected\n\n");
+    const write = (event: FeedEvent) => {
+      const data = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
+      out.write(`id: ${event.id}\nevent: transition\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    const unsubscribe = feed.subscribe(filter, typeof lastEventId === "string" ? lastEventId : undefined, write);
+    const heartbeat = setInterval(() => out.write(": keep-alive\n\n"), (props.heartbeatSeconds ?? 15) * 1000);
+    request.raw.on("close", () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    });
+  };
+
+  app.get("/v1/events", async (request, reply) => {
+    const query = validated(eventsQuery, request.query);
+    stream(request, reply, query);
+  });
+
+  app.get("/v1/jobs/:jobId/events", async (request, reply) => {
+    const { jobId } = validated(jobIdParams, request.params);
+    await findJob(jobId);
+    stream(request, reply, { jobId });
   });
 
   app.get("/v1/jobs", async (request) => {

@@ -1,0 +1,174 @@
+/**
+ * Pushes every status transition to the backend's TrainingLogger endpoint
+ * (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`), in order
+ * per job and at least once. The count of acknowledged transitions is written on the
+ * Job itself (an annotation), so a restarted dispatcher resumes after the last one the
+ * backend confirmed: nothing lost, nothing delivered twice except the one transition in
+ * flight when a dispatcher dies (at-least-once). While the backend fails, each job's
+ * queue waits with capped, jittered exponential backoff.
+ */
+import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+import { ANNOTATION } from "../charts-ts/labels.ts";
+import { backoffDelay, type JobUpdate } from "./job-watch.ts";
+import type { Transition } from "./status-model.ts";
+
+/** Header carrying the shared token on calls to the backend. */
+export const BACKEND_TOKEN_HEADER = "x-internal-token";
+
+export interface StatusCallback {
+  /** The plan's TrainingLogger status value. */
+  readonly status: Transition["phase"];
+  readonly reason: string;
+  readonly message?: string;
+  readonly attempt?: number;
+  readonly exitCode?: number;
+  /** When the transition happened (RFC 3339). */
+  readonly at: string;
+  /** 1-based position in the job's transitions: the backend may deduplicate on (jobId, sequence). */
+  readonly sequence: number;
+}
+
+export interface DeliveryObserver {
+  delivered?(jobId: number, transition: Transition, lagSeconds: number): void;
+  failed?(jobId: number, error: string): void;
+}
+
+export interface BackendCallbacksProps {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string;
+  readonly backendUrl: string;
+  readonly backendToken?: string;
+  /** @default 200 */
+  readonly minRetryDelayMs?: number;
+  /** @default 30_000 */
+  readonly maxRetryDelayMs?: number;
+  /** Per call. @default 10_000 */
+  readonly timeoutMs?: number;
+  readonly observer?: DeliveryObserver;
+}
+
+interface JobQueue {
+  readonly jobId: number;
+  readonly name: string;
+  /** Transitions acknowledged by the backend and recorded on the Job. */
+  delivered: number;
+  /** Transitions acknowledged by the backend, recorded or not: a failed record is retried without re-posting. */
+  acknowledged: number;
+  latest: readonly Transition[];
+  running: boolean;
+}
+
+export function deliveredCount(job: V1Job): number {
+  const value = Number(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions] ?? 0);
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+export class BackendCallbacks {
+  private readonly props: BackendCallbacksProps & { minRetryDelayMs: number; maxRetryDelayMs: number; timeoutMs: number };
+  private readonly batch: BatchV1Api;
+  private readonly queues = new Map<string, JobQueue>();
+  private closed = false;
+
+  constructor(props: BackendCallbacksProps) {
+    this.props = { minRetryDelayMs: 200, maxRetryDelayMs: 30_000, timeoutMs: 10_000, ...props };
+    this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
+  }
+
+  /** Feed from JobWatch: the latest derivation of a job. */
+  update({ job, status }: JobUpdate): void {
+    if (this.closed) return;
+    const name = job.metadata?.name ?? status.name;
+    const queue = this.queues.get(name) ?? {
+      jobId: status.jobId,
+      name,
+      delivered: 0,
+      acknowledged: 0,
+      latest: [],
+      running: false,
+    };
+    // The annotation is the durable record; never go back below what this process already saw acknowledged.
+    queue.delivered = Math.max(queue.delivered, deliveredCount(job));
+    queue.acknowledged = Math.max(queue.acknowledged, queue.delivered);
+    queue.latest = status.transitions;
+    this.queues.set(name, queue);
+    if (!queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+  }
+
+  /** Jobs with transitions not yet acknowledged. */
+  pending(): number {
+    return [...this.queues.values()].filter((queue) => queue.delivered < queue.latest.length).length;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private async drain(queue: JobQueue): Promise<void> {
+    queue.running = true;
+    let failures = 0;
+    try {
+      while (!this.closed && queue.delivered < queue.latest.length) {
+        const index = queue.delivered;
+        const transition = queue.latest[index] as Transition;
+        try {
+          if (queue.acknowledged <= index) {
+            await this.post(queue.jobId, transition, index + 1);
+            queue.acknowledged = index + 1;
+          }
+          await this.record(queue.name, index + 1);
+          queue.delivered = index + 1;
+          failures = 0;
+          this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - Date.parse(transition.at)) / 1000);
+        } catch (error) {
+          this.props.observer?.failed?.(queue.jobId, error instanceof Error ? error.message : String(error));
+          const delay = backoffDelay(failures, this.props.minRetryDelayMs, this.props.maxRetryDelayMs);
+          failures += 1;
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      }
+    } finally {
+      queue.running = false;
+    }
+  }
+
+  private async post(jobId: number, transition: Transition, sequence: number): Promise<void> {
+    const body: StatusCallback = {
+      status: transition.phase,
+      reason: transition.reason,
+      ...(transition.message !== undefined && { message: transition.message }),
+      ...(transition.attempt !== undefined && { attempt: transition.attempt }),
+      ...(transition.exitCode !== undefined && { exitCode: transition.exitCode }),
+      at: transition.at,
+      sequence,
+    };
+    const url = new URL(`api/v1/internal/training/jobs/${jobId}/status`, withTrailingSlash(this.props.backendUrl));
+    const response = await fetch(url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(this.props.backendToken !== undefined && { [BACKEND_TOKEN_HEADER]: this.props.backendToken }),
+      },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.props.timeoutMs),
+    });
+    await response.body?.cancel();
+    if (!response.ok) throw new Error(`backend answered ${response.status} for job ${jobId} transition ${sequence}`);
+  }
+
+  private async record(name: string, delivered: number): Promise<void> {
+    const patch = { metadata: { annotations: { [ANNOTATION.deliveredTransitions]: String(delivered) } } };
+    try {
+      await this.batch.patchNamespacedJob(
+        { name, namespace: this.props.namespace, body: patch },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    } catch (error) {
+      // A Job deleted meanwhile has nobody left to resume for; anything else is retried.
+      if ((error as { code?: number }).code !== 404) throw error;
+    }
+  }
+}
+
+function withTrailingSlash(url: string): string {
+  return url.endsWith("/") ? url : `${url}/`;
+}

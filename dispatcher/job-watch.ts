@@ -1,0 +1,194 @@
+/**
+ * One watch per kind (training Jobs, their Pods, Pod Events) instead of the plan's
+ * per-job polling: the API server pushes changes, each watch resumes from its last
+ * resourceVersion and relists on 410 Gone (client-node's ListWatch does both), and a
+ * watch that breaks is restarted with capped, jittered backoff so a dead API server
+ * sees a bounded request rate. Every change re-derives the affected job's status
+ * with the same pure function the HTTP routes use, and listeners hear about it.
+ */
+import {
+  BatchV1Api,
+  CoreV1Api,
+  type CoreV1Event,
+  type KubeConfig,
+  type KubernetesObject,
+  ListWatch,
+  type V1Job,
+  type V1Pod,
+  Watch,
+} from "@kubernetes/client-node";
+import { LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../charts-ts/labels.ts";
+import { deriveJobStatus } from "./job-status.ts";
+import type { JobStatus } from "./status-model.ts";
+
+/** The label the Job controller puts on its pods. */
+export const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
+const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
+
+export interface JobUpdate {
+  readonly job: V1Job;
+  readonly status: JobStatus;
+}
+
+export interface JobWatchProps {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string;
+  /** First restart delay after a broken watch; doubles up to maxRestartDelayMs. @default 200 */
+  readonly minRestartDelayMs?: number;
+  /** @default 10_000 */
+  readonly maxRestartDelayMs?: number;
+}
+
+export function jobIdOf(job: V1Job): number {
+  return Number(job.metadata?.labels?.[LABEL.jobId]);
+}
+
+/** A jittered, capped exponential delay: full jitter over [base/2, base]. */
+export function backoffDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const base = Math.min(maxMs, minMs * 2 ** attempt);
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
+type Listener = (update: JobUpdate) => void;
+
+export class JobWatch {
+  private readonly props: Required<JobWatchProps>;
+  private readonly jobs: ListWatch<V1Job>;
+  private readonly pods: ListWatch<V1Pod>;
+  private readonly events: ListWatch<CoreV1Event>;
+  private readonly listeners = new Set<Listener>();
+  private readonly dirty = new Set<string>();
+  private readonly statuses = new Map<string, JobStatus>();
+  private readonly podsByJob = new Map<string, Map<string, V1Pod>>();
+  private readonly eventsByJob = new Map<string, Map<string, CoreV1Event>>();
+  private flushScheduled = false;
+  private stopped = true;
+  /** Watch restarts so far: the tests and /metrics read it. */
+  restarts = 0;
+
+  constructor(props: JobWatchProps) {
+    this.props = { minRestartDelayMs: 200, maxRestartDelayMs: 10_000, ...props };
+    const batch = props.kubeConfig.makeApiClient(BatchV1Api);
+    const core = props.kubeConfig.makeApiClient(CoreV1Api);
+    const watch = new Watch(props.kubeConfig);
+    const namespace = props.namespace;
+    this.jobs = new ListWatch<V1Job>(
+      `/apis/batch/v1/namespaces/${namespace}/jobs`,
+      watch,
+      () => batch.listNamespacedJob({ namespace, labelSelector: TRAINING_SELECTOR }),
+      false,
+      TRAINING_SELECTOR,
+    );
+    this.pods = new ListWatch<V1Pod>(
+      `/api/v1/namespaces/${namespace}/pods`,
+      watch,
+      () => core.listNamespacedPod({ namespace, labelSelector: TRAINING_SELECTOR }),
+      false,
+      TRAINING_SELECTOR,
+    );
+    // Events carry no labels; the field selector keeps them to pods, and only a
+    // training pod's events (scheduling, image pulls) ever reach a status.
+    const podEvents = "involvedObject.kind=Pod";
+    this.events = new ListWatch<CoreV1Event>(
+      `/api/v1/namespaces/${namespace}/events`,
+      watch,
+      () => core.listNamespacedEvent({ namespace, fieldSelector: podEvents }),
+      false,
+      undefined,
+      podEvents,
+    );
+    this.wire(this.jobs, (job) => job.metadata?.name);
+    this.wire(this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
+    this.wire(this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);
+  }
+
+  onUpdate(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start()]);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop()]);
+  }
+
+  /** Every tracked job's latest status. */
+  current(): JobUpdate[] {
+    return this.jobs.list().flatMap((job) => {
+      const status = this.statuses.get(job.metadata?.name ?? "");
+      return status ? [{ job, status }] : [];
+    });
+  }
+
+  /**
+   * Routes each change to its job; with an index, keeps the job's objects by uid so a
+   * derivation reads only its own pods and events (10,000 jobs must not mean 10,000² work).
+   */
+  private wire<T extends KubernetesObject>(
+    listWatch: ListWatch<T>,
+    jobNameOf: (object: T) => string | undefined,
+    index?: Map<string, Map<string, T>>,
+  ): void {
+    const touched = (removed: boolean) => (object: T) => {
+      const name = jobNameOf(object);
+      if (!name) return;
+      if (index) {
+        const uid = object.metadata?.uid ?? "";
+        const objects = index.get(name) ?? new Map<string, T>();
+        if (removed) objects.delete(uid);
+        else objects.set(uid, object);
+        if (objects.size === 0) index.delete(name);
+        else index.set(name, objects);
+      }
+      this.markDirty(name);
+    };
+    listWatch.on("add", touched(false));
+    listWatch.on("update", touched(false));
+    listWatch.on("delete", touched(true));
+    let failures = 0;
+    listWatch.on("connect", () => {
+      failures = 0;
+    });
+    listWatch.on("error", () => {
+      if (this.stopped) return;
+      this.restarts += 1;
+      const delay = backoffDelay(failures, this.props.minRestartDelayMs, this.props.maxRestartDelayMs);
+      failures += 1;
+      // start() keeps the resourceVersion, so the watch resumes where it broke.
+      setTimeout(() => {
+        if (!this.stopped) void listWatch.start().catch(() => undefined);
+      }, delay);
+    });
+  }
+
+  /** Coalesces a burst of changes (a pod update and its event) into one derivation per job. */
+  private markDirty(jobName: string): void {
+    this.dirty.add(jobName);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const names = [...this.dirty];
+      this.dirty.clear();
+      for (const name of names) this.derive(name);
+    });
+  }
+
+  private derive(jobName: string): void {
+    const job = this.jobs.get(jobName, this.props.namespace);
+    if (!job) {
+      this.statuses.delete(jobName);
+      return;
+    }
+    const pods = [...(this.podsByJob.get(jobName)?.values() ?? [])];
+    const events = [...(this.eventsByJob.get(jobName)?.values() ?? [])];
+    const status = deriveJobStatus({ job, pods, events }, jobIdOf(job));
+    this.statuses.set(jobName, status);
+    for (const listener of this.listeners) listener({ job, status });
+  }
+}

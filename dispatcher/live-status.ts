@@ -1,0 +1,73 @@
+/**
+ * Wires the watch to what listens to it: the SSE feed, the metrics and, when a
+ * backend is configured, the status callbacks. main.ts and the tests start the
+ * same thing.
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import { BackendCallbacks } from "./backend-callbacks.ts";
+import { JobWatch } from "./job-watch.ts";
+import type { DispatcherMetrics } from "./metrics.ts";
+import { TransitionFeed } from "./transition-feed.ts";
+
+export interface LiveStatusProps {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string;
+  readonly metrics?: DispatcherMetrics;
+  readonly backend?: {
+    readonly url: string;
+    readonly token?: string;
+    readonly minRetryDelayMs?: number;
+    readonly maxRetryDelayMs?: number;
+  };
+  readonly minRestartDelayMs?: number;
+  readonly maxRestartDelayMs?: number;
+}
+
+export interface LiveStatus {
+  readonly watch: JobWatch;
+  readonly feed: TransitionFeed;
+  readonly callbacks?: BackendCallbacks;
+  stop(): Promise<void>;
+}
+
+export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatus> {
+  const watch = new JobWatch({
+    kubeConfig: props.kubeConfig,
+    namespace: props.namespace,
+    ...(props.minRestartDelayMs !== undefined && { minRestartDelayMs: props.minRestartDelayMs }),
+    ...(props.maxRestartDelayMs !== undefined && { maxRestartDelayMs: props.maxRestartDelayMs }),
+  });
+  const feed = new TransitionFeed(watch);
+  const metrics = props.metrics;
+  if (metrics) {
+    metrics.track(() => watch.current());
+    watch.onUpdate((update) => metrics.update(update));
+  }
+  const callbacks =
+    props.backend &&
+    new BackendCallbacks({
+      kubeConfig: props.kubeConfig,
+      namespace: props.namespace,
+      backendUrl: props.backend.url,
+      ...(props.backend.token !== undefined && { backendToken: props.backend.token }),
+      ...(props.backend.minRetryDelayMs !== undefined && { minRetryDelayMs: props.backend.minRetryDelayMs }),
+      ...(props.backend.maxRetryDelayMs !== undefined && { maxRetryDelayMs: props.backend.maxRetryDelayMs }),
+      ...(metrics && {
+        observer: {
+          delivered: (_jobId, _transition, lagSeconds) => metrics.callbackDelivered(lagSeconds),
+          failed: () => metrics.callbackFailed(),
+        },
+      }),
+    });
+  if (callbacks) watch.onUpdate((update) => callbacks.update(update));
+  await watch.start();
+  return {
+    watch,
+    feed,
+    ...(callbacks && { callbacks }),
+    async stop() {
+      callbacks?.close();
+      await watch.stop();
+    },
+  };
+}

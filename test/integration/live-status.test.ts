@@ -1,0 +1,271 @@
+// Watch-based live status against the real control plane, with a real local HTTP
+// server playing the backend and recording what it receives: delivery in order and
+// at least once (exactly once when nothing crashes mid-call), through backend
+// outages and dispatcher restarts; server-sent events resumable with Last-Event-ID.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { BatchV1Api, KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
+import { platformSettings } from "../../charts-ts/settings.ts";
+import { BACKEND_TOKEN_HEADER, type StatusCallback } from "../../dispatcher/backend-callbacks.ts";
+import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
+import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
+import { DispatcherMetrics } from "../../dispatcher/metrics.ts";
+import { buildServer } from "../../dispatcher/server.ts";
+import type { JobStatus } from "../../dispatcher/status-model.ts";
+import { applyPlatform } from "./platform.ts";
+
+const kubeConfig = new KubeConfig();
+kubeConfig.loadFromFile(inject("kubeconfig"));
+const batch = kubeConfig.makeApiClient(BatchV1Api);
+const platform = platformSettings({});
+const RUN = `l${Date.now().toString(36)}`;
+let nextJobId = (Date.now() % 1_000_000) * 100 + 50;
+const token = "live-token";
+const backendToken = "backend-shared-token";
+const auth = { authorization: `Bearer ${token}` };
+
+/** The backend: records every status call it accepts; answers 500 while `failing`. */
+class RecordingBackend {
+  readonly accepted: { jobId: number; body: StatusCallback }[] = [];
+  refused = 0;
+  failing = false;
+  tokens = new Set<string | undefined>();
+  private readonly server: Server = createServer((request, response) => {
+    let raw = "";
+    request.on("data", (chunk) => {
+      raw += chunk;
+    });
+    request.on("end", () => {
+      const match = request.url?.match(/^\/api\/v1\/internal\/training\/jobs\/(\d+)\/status$/);
+      this.tokens.add(request.headers[BACKEND_TOKEN_HEADER] as string | undefined);
+      if (!match || request.method !== "POST") {
+        response.writeHead(404).end();
+        return;
+      }
+      if (this.failing) {
+        this.refused += 1;
+        response.writeHead(500).end("backend down");
+        return;
+      }
+      this.accepted.push({ jobId: Number(match[1]), body: JSON.parse(raw) });
+      response.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  url = "";
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+  of(jobId: number): StatusCallback[] {
+    return this.accepted.filter((call) => call.jobId === jobId).map((call) => call.body);
+  }
+}
+
+const backend = new RecordingBackend();
+const metrics = new DispatcherMetrics();
+let live: LiveStatus;
+let app: ReturnType<typeof buildServer>;
+let base: string;
+
+async function startDispatcher(): Promise<void> {
+  live = await startLiveStatus({
+    kubeConfig,
+    namespace: platform.namespace,
+    metrics,
+    backend: { url: backend.url, token: backendToken, minRetryDelayMs: 50, maxRetryDelayMs: 400 },
+  });
+  app = buildServer({
+    apiToken: token,
+    bodyLimitBytes: 256 * 1024,
+    defaultExecutor: "kubernetes",
+    executors: { kubernetes: new KubernetesExecutor({ kubeConfig, platform }) },
+    feed: live.feed,
+    metrics,
+  });
+  base = await app.listen({ port: 0, host: "127.0.0.1" });
+}
+
+async function stopDispatcher(): Promise<void> {
+  await live.stop();
+  await app.close();
+}
+
+beforeAll(async () => {
+  await applyPlatform(kubeConfig);
+  await backend.start();
+  await startDispatcher();
+});
+afterAll(async () => {
+  await stopDispatcher();
+  await backend.close();
+  const jobs = await batch.listNamespacedJob({ namespace: platform.namespace, labelSelector: `test-run=${RUN}` });
+  await Promise.all(
+    jobs.items.map((job) =>
+      batch.deleteNamespacedJob({ name: job.metadata?.name ?? "", namespace: platform.namespace, propagationPolicy: "Background" }),
+    ),
+  );
+});
+
+async function submit(fate: Record<string, string> = {}): Promise<number> {
+  const jobId = ++nextJobId;
+  const response = await fetch(`${base}/v1/jobs`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({
+      jobId,
+      projectId: 77,
+      framework: "timm",
+      taskType: "image_classification",
+      modelName: "resnet18",
+      dataset: { path: "datasets/flowers", format: "imagefolder" },
+      resources: { gpu: 1 },
+      labels: { "test-run": RUN, ...fate },
+    }),
+  });
+  expect(response.status).toBe(201);
+  return jobId;
+}
+
+async function status(jobId: number): Promise<JobStatus> {
+  return (await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth })).json() as Promise<JobStatus>;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function deliveredAnnotation(jobId: number): Promise<number> {
+  const job = await batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: platform.namespace });
+  return Number(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions] ?? 0);
+}
+
+/** Every transition of the final status reached the backend once, in order, and the Job records it. */
+async function expectDeliveredExactlyOnce(jobId: number): Promise<void> {
+  const final = await until(`job ${jobId} to finish`, async () => {
+    const current = await status(jobId);
+    return ["completed", "failed", "stopped"].includes(current.phase) ? current : undefined;
+  });
+  await until(`all transitions of job ${jobId} delivered`, () => backend.of(jobId).length >= final.transitions.length);
+  const received = backend.of(jobId);
+  expect(received.map((call) => call.sequence)).toEqual(final.transitions.map((_, index) => index + 1));
+  expect(received.map((call) => call.status)).toEqual(final.transitions.map((transition) => transition.phase));
+  expect(received.map((call) => call.at)).toEqual(final.transitions.map((transition) => transition.at));
+  await until(`the delivered annotation of job ${jobId}`, async () => (await deliveredAnnotation(jobId)) === final.transitions.length);
+}
+
+describe("status callbacks to the backend", () => {
+  it("delivers every transition in order, once, with the shared token", async () => {
+    const jobId = await submit();
+    await expectDeliveredExactlyOnce(jobId);
+    expect(backend.of(jobId).map((call) => call.status)).toEqual(expect.arrayContaining(["pending", "running", "completed"]));
+    expect([...backend.tokens]).toEqual([backendToken]);
+  });
+
+  it("keeps retrying while the backend answers 500, then delivers everything in order", async () => {
+    backend.failing = true;
+    const refusedBefore = backend.refused;
+    const jobId = await submit();
+    await until("the job to complete while the backend is down", async () => (await status(jobId)).phase === "completed");
+    await until("several refused calls", () => backend.refused >= refusedBefore + 3);
+    expect(backend.of(jobId)).toEqual([]);
+    backend.failing = false;
+    await expectDeliveredExactlyOnce(jobId);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/training_dispatcher_callback_failures_total [1-9]/);
+  });
+
+  it("resumes after a dispatcher restart between transitions: nothing lost, nothing sent twice", async () => {
+    const jobId = await submit({ "kwok-run-duration": "6s" });
+    await until("running delivered and recorded", async () => {
+      const received = backend.of(jobId);
+      return received.at(-1)?.status === "running" && (await deliveredAnnotation(jobId)) === received.length;
+    });
+    await stopDispatcher();
+    // The job finishes while no dispatcher runs.
+    await until(
+      "the Job to complete",
+      async () => (await batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: platform.namespace })).status?.succeeded === 1,
+    );
+    const beforeRestart = backend.of(jobId).length;
+    await startDispatcher();
+    await expectDeliveredExactlyOnce(jobId);
+    expect(backend.of(jobId).length).toBeGreaterThan(beforeRestart);
+  });
+});
+
+/** Reads server-sent events until `enough` says stop; returns them parsed. */
+async function readEvents(
+  url: string,
+  headers: Record<string, string>,
+  enough: (events: { id: string; data: { jobId: number; sequence: number; phase: string } }[]) => boolean,
+) {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers: { ...auth, ...headers }, signal: controller.signal });
+  expect(response.status).toBe(200);
+  expect(response.headers.get("content-type")).toBe("text/event-stream");
+  const events: { id: string; data: { jobId: number; sequence: number; phase: string } }[] = [];
+  let buffer = "";
+  const timer = setTimeout(() => controller.abort(), 60_000);
+  try {
+    for await (const chunk of response.body ?? []) {
+      buffer += Buffer.from(chunk).toString();
+      let end = buffer.indexOf("\n\n");
+      while (end >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const id = block.match(/^id: (.*)$/m)?.[1];
+        const data = block.match(/^data: (.*)$/m)?.[1];
+        if (id !== undefined && data !== undefined) events.push({ id, data: JSON.parse(data) });
+        end = buffer.indexOf("\n\n");
+      }
+      if (enough(events)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+  return events;
+}
+
+describe("server-sent events", () => {
+  it("streams a job's transitions live and resumes with Last-Event-ID", async () => {
+    const jobId = await submit({ "kwok-run-duration": "2s" });
+    const done = (events: { data: { phase: string } }[]) => events.some((event) => event.data.phase === "completed");
+    const events = await readEvents(`${base}/v1/jobs/${jobId}/events`, {}, done);
+    expect(events.map((event) => event.id)).toEqual(events.map((_, index) => String(index + 1)));
+    expect(events.map((event) => event.data.phase)).toEqual((await status(jobId)).transitions.map((t) => t.phase));
+
+    const resumed = await readEvents(`${base}/v1/jobs/${jobId}/events`, { "last-event-id": "1" }, done);
+    expect(resumed.map((event) => event.id)).toEqual(events.slice(1).map((event) => event.id));
+  });
+
+  it("streams all jobs with filters, resumable by position", async () => {
+    const jobId = await submit();
+    const finished = (events: { data: { jobId: number; phase: string } }[]) =>
+      events.some((event) => event.data.jobId === jobId && event.data.phase === "completed");
+    const all = await readEvents(`${base}/v1/events?projectId=77`, {}, finished);
+    expect(all.every((event) => event.data.jobId > 0)).toBe(true);
+    const ours = all.filter((event) => event.data.jobId === jobId);
+    expect(ours.map((event) => event.data.sequence)).toEqual(ours.map((_, index) => index + 1));
+
+    const from = ours[0]?.id as string;
+    const resumed = await readEvents(`${base}/v1/events?projectId=77`, { "last-event-id": from }, finished);
+    expect(resumed.map((event) => event.id)).not.toContain(from);
+    expect(resumed.filter((event) => event.data.jobId === jobId).map((event) => event.id)).toEqual(ours.slice(1).map((event) => event.id));
+
+    const none = await fetch(`${base}/v1/events?projectId=x`, { headers: auth });
+    expect(none.status).toBe(400);
+  });
+});
