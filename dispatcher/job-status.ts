@@ -6,7 +6,7 @@
  */
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { ANNOTATION } from "../charts-ts/labels.ts";
-import { type JobStatus, type Phase, REASON, type Transition } from "./status-model.ts";
+import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "./status-model.ts";
 
 export interface ClusterObjects {
   readonly job: V1Job;
@@ -62,6 +62,16 @@ function wasDisrupted(pod: V1Pod): boolean {
 }
 
 /** Why an attempt ended badly, as a retry cause. */
+/** When a failed attempt handed over to the next: its container's end, else its pod's deletion, else the next pod's creation. */
+function retriedAt(failed: Attempt, next: Attempt): string {
+  return (
+    iso(failed.container?.state?.terminated?.finishedAt) ??
+    iso(failed.pod.metadata?.deletionTimestamp) ??
+    iso(next.pod.metadata?.creationTimestamp) ??
+    new Date(0).toISOString()
+  );
+}
+
 function failureOf(attempt: Attempt): Pick<Transition, "reason" | "message"> {
   if (wasDisrupted(attempt.pod))
     return { reason: REASON.preempted, message: `attempt ${attempt.number} was disrupted (preemption, drain or eviction)` };
@@ -156,7 +166,8 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       at: now(stoppedAt, created),
     };
   }
-  const complete = condition(job, "Complete") ?? condition(job, "SuccessCriteriaMet");
+  // The *Target conditions come first and stay: preferring them keeps a terminal transition's time stable.
+  const complete = condition(job, "SuccessCriteriaMet") ?? condition(job, "Complete");
   if (complete)
     return {
       phase: "completed",
@@ -165,7 +176,7 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       at: now(complete.lastTransitionTime, created),
     };
 
-  const failed = condition(job, "Failed") ?? condition(job, "FailureTarget");
+  const failed = condition(job, "FailureTarget") ?? condition(job, "Failed");
   if (failed) return { phase: "failed", ...failedCause(failed, attempts), at: now(failed.lastTransitionTime, created) };
 
   if (job.spec?.suspend) return { phase: "pending", reason: REASON.suspended, message: "the Job is suspended", at: now(created, created) };
@@ -206,6 +217,18 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       ...(message !== undefined && { message }),
       attempt: latest.number,
       at: now(queuedSince(latest, objects.events ?? []), latest.pod.metadata?.creationTimestamp),
+    };
+  }
+  const scheduled = latest.pod.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "True");
+  if (!scheduled) {
+    // The scheduler has not decided yet: nothing new has begun, and a transition dated by the pod's
+    // creation would move once the PodScheduled condition brings the real time.
+    if (previous) return { phase: "retrying", ...failureOf(previous), attempt: latest.number, at: retriedAt(previous, latest) };
+    return {
+      phase: "pending",
+      reason: REASON.created,
+      message: `attempt ${latest.number} is waiting for the scheduler`,
+      at: now(created, created),
     };
   }
   const waiting = latest.container?.state?.waiting;
@@ -259,8 +282,9 @@ export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStat
     .reverse()
     .map(exitOf)
     .find((exit) => exit.code !== undefined)?.code;
-  const completion =
-    objects.job.status?.completionTime ?? (current.phase === "failed" || current.phase === "stopped" ? current.at : undefined);
+  // The terminal transition's time, so completionTime and the history agree (the Job's own
+  // completionTime lags the SuccessCriteriaMet condition and is never set for failures).
+  const completion = TERMINAL_PHASES.has(current.phase) ? current.at : undefined;
   const start = objects.job.status?.startTime;
   return {
     jobId,

@@ -199,6 +199,34 @@ describe("deriveJobStatus", () => {
     expect(phases(status)).toEqual(["pending", "starting", "running", "completed"]);
   });
 
+  it("stays pending while the scheduler has not decided, and its history does not move once it does", () => {
+    const waiting = deriveJobStatus({ job: job({}), pods: [pod({ created: 1, phase: "Pending" })] }, 7);
+    expect(waiting).toMatchObject({ phase: "pending", reason: "Created", message: "attempt 1 is waiting for the scheduler" });
+    const scheduled = deriveJobStatus({ job: job({}), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 26 })] }, 7);
+    expect(scheduled).toMatchObject({ phase: "starting" });
+    expect(scheduled.transitions.slice(0, waiting.transitions.length)).toEqual(waiting.transitions);
+    expect(scheduled.transitions.at(-1)?.at).toBe(at(26));
+  });
+
+  it("is completed, with its completion time, from SuccessCriteriaMet on, before the Complete condition", () => {
+    const done = pod({ created: 1, phase: "Succeeded", scheduledAt: 2, state: exited(5, 60, 0) });
+    const early = deriveJobStatus({ job: job({ conditions: [cond("SuccessCriteriaMet", "CompletionsReached", 61)] }), pods: [done] }, 7);
+    const late = deriveJobStatus(
+      {
+        job: job({
+          conditions: [cond("SuccessCriteriaMet", "CompletionsReached", 61), cond("Complete", "CompletionsReached", 62)],
+          completionTime: t(62),
+        }),
+        pods: [done],
+      },
+      7,
+    );
+    expect(early).toMatchObject({ phase: "completed", completionTime: at(61) });
+    // The history does not move when the Job controller adds Complete a moment later.
+    expect(late.transitions).toEqual(early.transitions);
+    expect(late.completionTime).toBe(early.completionTime);
+  });
+
   it("is failed by the backoff limit, with the last exit code", () => {
     const pods = [1, 30, 60, 90].map((c) => pod({ created: c, phase: "Failed", scheduledAt: c + 1, state: exited(c + 2, c + 20, 1) }));
     const status = deriveJobStatus(
@@ -210,7 +238,7 @@ describe("deriveJobStatus", () => {
       reason: "BackoffLimitExceeded",
       attempts: 4,
       lastExitCode: 1,
-      completionTime: at(112),
+      completionTime: at(111),
     });
     expect(status.message).toBe("failed 4 attempts; the last exited with code 1");
     expect(phases(status)).toEqual([

@@ -185,6 +185,23 @@ describe("dispatcher on Kubernetes", () => {
     expect(unknown.json().error.code).toBe("not_found");
   });
 
+  it("serves the trainer's log: the latest attempt, its last lines, or a chosen attempt", async () => {
+    const jobId = newJobId();
+    await submit(request(jobId, { "kwok-fate": "fail", "kwok-exit-code": "7" }));
+    const failed = await until(jobId, inPhase("failed"));
+    const latest = await app.inject({ method: "GET", url: `/v1/jobs/${jobId}/logs`, headers: auth });
+    expect(latest.statusCode).toBe(200);
+    expect(latest.headers["x-log-state"]).toBe("output");
+    expect(latest.headers["x-log-attempt"]).toBe(String(failed.attempts));
+    // kwok serves the same file (test/cluster/trainer.log) for every trainer container.
+    expect(latest.body).toMatch(/epoch 1\/3 loss=1\.600 accuracy=0\.280/);
+    const tail = await app.inject({ method: "GET", url: `/v1/jobs/${jobId}/logs?tailLines=2`, headers: auth });
+    expect(tail.body.trim().split("\n")).toHaveLength(2);
+    expect(latest.body.trim().endsWith(tail.body.trim())).toBe(true);
+    const second = await app.inject({ method: "GET", url: `/v1/jobs/${jobId}/logs?attempt=2`, headers: auth });
+    expect(second.headers["x-log-attempt"]).toBe("2");
+  });
+
   it("tells an unknown job's logs from a job with no output yet", async () => {
     expect((await app.inject({ method: "GET", url: "/v1/jobs/999999999/logs", headers: auth })).statusCode).toBe(404);
     const jobId = newJobId();

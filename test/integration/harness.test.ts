@@ -1,7 +1,8 @@
 // Proves the integration-test cluster (test/cluster/) is a real Kubernetes
 // control plane: real scheduler, real Job controller, real garbage collector and
 // real API validation, with kwok simulating the nodes and the containers' fate
-// (see test/cluster/kwok-stages.yaml for the kwok-* pod label contract).
+// (see test/cluster/kwok-stages.yaml for the kwok-* pod label contract), and
+// kwok's kubelet-like server answering pods/log (test/cluster/kwok-logs.yaml).
 import {
   BatchV1Api,
   CoreV1Api,

@@ -2,9 +2,12 @@
 // server playing the backend and recording what it receives: delivery in order and
 // at least once (exactly once when nothing crashes mid-call), through backend
 // outages and dispatcher restarts; server-sent events resumable with Last-Event-ID.
+import { spawn } from "node:child_process";
+import { existsSync, openSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { BatchV1Api, KubeConfig } from "@kubernetes/client-node";
+import { dirname, join } from "node:path";
+import { BatchV1Api, KubeConfig, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
@@ -186,6 +189,20 @@ describe("status callbacks to the backend", () => {
     expect(text).toMatch(/training_dispatcher_callback_failures_total [1-9]/);
   });
 
+  it("loses and duplicates nothing when kube-apiserver is killed and restarted mid-stream", async () => {
+    const restartsBefore = live.watch.restarts;
+    const jobId = await submit({ "kwok-run-duration": "3s" });
+    await until("running delivered", () => backend.of(jobId).at(-1)?.status === "running");
+    const restart = killApiServer();
+    // Down for a while: every watch breaks, the delivery record cannot be written.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    await restart();
+    await expectDeliveredExactlyOnce(jobId);
+    expect(live.watch.restarts).toBeGreaterThan(restartsBefore);
+    // And the watch still sees new work afterwards.
+    await expectDeliveredExactlyOnce(await submit());
+  });
+
   it("resumes after a dispatcher restart between transitions: nothing lost, nothing sent twice", async () => {
     const jobId = await submit({ "kwok-run-duration": "6s" });
     await until("running delivered and recorded", async () => {
@@ -204,6 +221,42 @@ describe("status callbacks to the backend", () => {
     expect(backend.of(jobId).length).toBeGreaterThan(beforeRestart);
   });
 });
+
+/**
+ * Kills kube-apiserver (SIGKILL: a crash, not a shutdown) and returns a function that
+ * starts it again exactly as test/cluster/up.sh did: same argv, environment, working
+ * folder and log, and its pid where down.sh looks for it.
+ */
+function killApiServer(): () => Promise<void> {
+  const clusterDir = dirname(inject("kubeconfig"));
+  const pidFile = join(clusterDir, "pids", "kube-apiserver.pid");
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  const nul = (file: string) => readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0").filter(Boolean);
+  const [command, ...args] = nul("cmdline") as [string, ...string[]];
+  const env = Object.fromEntries(nul("environ").map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)]));
+  const cwd = realpathSync(`/proc/${pid}/cwd`);
+  process.kill(pid, "SIGKILL");
+  return async () => {
+    await until(
+      "the old kube-apiserver to exit",
+      () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z"),
+    );
+    const log = openSync(join(clusterDir, "logs", "kube-apiserver.log"), "a");
+    const child = spawn(command, args, { cwd, env, detached: true, stdio: ["ignore", log, log] });
+    child.unref();
+    writeFileSync(pidFile, `${child.pid}\n`);
+    const version = kubeConfig.makeApiClient(VersionApi);
+    await until(
+      "kube-apiserver to answer again",
+      async () =>
+        version.getCode().then(
+          () => true,
+          () => false,
+        ),
+      90_000,
+    );
+  };
+}
 
 /** Reads server-sent events until `enough` says stop; returns them parsed. */
 async function readEvents(
