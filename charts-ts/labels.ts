@@ -22,6 +22,16 @@ export const ANNOTATION = {
   request: `${ANNOTATION_PREFIX}/request`,
   /** Set by the dispatcher when a stop is requested (RFC 3339); it makes the phase `stopped`. */
   stoppedAt: `${ANNOTATION_PREFIX}/stopped-at`,
+  /**
+   * Set by the dispatcher when it gives up on a job that cannot start (JSON {reason, message, at});
+   * the Job is suspended at the same time and its phase becomes `failed` with that reason.
+   */
+  failedFast: `${ANNOTATION_PREFIX}/failed-fast`,
+  /**
+   * What the pods said before the dispatcher had them removed (stop, fail-fast): JSON
+   * {transitions, attempts, lastExitCode?, node?}, so the history outlives the pods.
+   */
+  history: `${ANNOTATION_PREFIX}/history`,
   /** How many of the job's transitions the backend has acknowledged, in order. */
   deliveredTransitions: `${ANNOTATION_PREFIX}/delivered-transitions`,
 } as const;

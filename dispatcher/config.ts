@@ -26,6 +26,7 @@ export const DISPATCHER_ENV = {
   localPython: "LOCAL_PYTHON",
   localWorkDir: "LOCAL_WORK_DIR",
   localGraceSeconds: "LOCAL_GRACE_SECONDS",
+  startupDeadlineSeconds: "STARTUP_DEADLINE_SECONDS",
   backendUrl: "BACKEND_API_URL",
   backendToken: "BACKEND_TOKEN",
   backendTokenFile: "BACKEND_TOKEN_FILE",
@@ -45,6 +46,8 @@ export interface DispatcherConfig {
   /** The bearer token callers present. Never logged. */
   readonly apiToken: string;
   readonly bodyLimitBytes: number;
+  /** A trainer stuck on its image or configuration longer than this fails the job. */
+  readonly startupDeadlineSeconds: number;
   readonly local: {
     readonly trainerDir: string;
     readonly python: string;
@@ -159,6 +162,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       256 * 1024,
       problems,
       "must be a positive whole number of bytes",
+    ),
+    startupDeadlineSeconds: parsed(
+      positiveInt,
+      env,
+      DISPATCHER_ENV.startupDeadlineSeconds,
+      600,
+      problems,
+      "must be a positive whole number of seconds",
     ),
     local: {
       trainerDir: resolve(cwd, env[DISPATCHER_ENV.localTrainerDir] || "images/smoke-trainer"),

@@ -5,8 +5,9 @@
  * nothing but what the API server holds.
  */
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
+import { z } from "zod";
 import { ANNOTATION } from "../charts-ts/labels.ts";
-import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "./status-model.ts";
+import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "./status-model.ts";
 
 export interface ClusterObjects {
   readonly job: V1Job;
@@ -16,7 +17,8 @@ export interface ClusterObjects {
   readonly events?: readonly CoreV1Event[];
 }
 
-const IMAGE_TROUBLE = new Set([
+/** Waiting reasons that mean the trainer cannot start until someone fixes the image or its config. */
+export const IMAGE_TROUBLE: ReadonlySet<string> = new Set([
   "ErrImagePull",
   "ImagePullBackOff",
   "InvalidImageName",
@@ -62,6 +64,19 @@ function wasDisrupted(pod: V1Pod): boolean {
 }
 
 /** Why an attempt ended badly, as a retry cause. */
+const failedFastSchema = z.object({ reason: z.string(), message: z.string(), at: z.iso.datetime() });
+export type FailedFast = z.infer<typeof failedFastSchema>;
+
+function parseFailedFast(value: string | undefined): FailedFast | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const parsed = failedFastSchema.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** When a failed attempt handed over to the next: its container's end, else its pod's deletion, else the next pod's creation. */
 function retriedAt(failed: Attempt, next: Attempt): string {
   return (
@@ -102,6 +117,19 @@ function queuedSince(attempt: Attempt, events: readonly CoreV1Event[]): string |
   return earliest === undefined ? undefined : new Date(earliest).toISOString();
 }
 
+/** Bound to a node. nodeName is the binding itself; a status rewrite may drop the PodScheduled condition. */
+function isScheduled(pod: V1Pod): boolean {
+  return Boolean(pod.spec?.nodeName) || (pod.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "True") ?? false);
+}
+
+function scheduledAt(pod: V1Pod): Instant {
+  return (
+    pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "True")?.lastTransitionTime ??
+    pod.status?.startTime ??
+    pod.metadata?.creationTimestamp
+  );
+}
+
 /** The transitions one attempt went through, in order. */
 function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[], isRetry: boolean): Transition[] {
   const out: Transition[] = [];
@@ -112,11 +140,10 @@ function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[], is
   };
   const queued = queuedSince(attempt, events);
   if (queued) add("queued", queued, REASON.unschedulable, schedulingMessage(attempt, events));
-  const scheduled = pod.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "True");
-  if (scheduled)
+  if (isScheduled(pod))
     add(
       isRetry ? "retrying" : "starting",
-      scheduled.lastTransitionTime,
+      scheduledAt(pod),
       REASON.containerCreating,
       `attempt ${n} scheduled on ${pod.spec?.nodeName ?? "a node"}`,
     );
@@ -166,6 +193,8 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       at: now(stoppedAt, created),
     };
   }
+  const failedFast = parseFailedFast(job.metadata?.annotations?.[ANNOTATION.failedFast]);
+  if (failedFast) return { phase: "failed", reason: failedFast.reason, message: failedFast.message, at: now(failedFast.at, created) };
   // The *Target conditions come first and stay: preferring them keeps a terminal transition's time stable.
   const complete = condition(job, "SuccessCriteriaMet") ?? condition(job, "Complete");
   if (complete)
@@ -219,8 +248,7 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       at: now(queuedSince(latest, objects.events ?? []), latest.pod.metadata?.creationTimestamp),
     };
   }
-  const scheduled = latest.pod.status?.conditions?.some((c) => c.type === "PodScheduled" && c.status === "True");
-  if (!scheduled) {
+  if (!isScheduled(latest.pod)) {
     // The scheduler has not decided yet: nothing new has begun, and a transition dated by the pod's
     // creation would move once the PodScheduled condition brings the real time.
     if (previous) return { phase: "retrying", ...failureOf(previous), attempt: latest.number, at: retriedAt(previous, latest) };
@@ -233,10 +261,7 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
   }
   const waiting = latest.container?.state?.waiting;
   const phase: Phase = previous ? "retrying" : "starting";
-  const at = now(
-    latest.pod.status?.conditions?.find((c) => c.type === "PodScheduled")?.lastTransitionTime,
-    latest.pod.metadata?.creationTimestamp,
-  );
+  const at = now(scheduledAt(latest.pod), latest.pod.metadata?.creationTimestamp);
   if (waiting?.reason && IMAGE_TROUBLE.has(waiting.reason)) {
     return {
       phase,
@@ -273,19 +298,53 @@ function failedCause(failed: V1JobCondition, attempts: readonly Attempt[]): Pick
   }
 }
 
+const historySchema = z.object({
+  transitions: z.array(transitionSchema),
+  attempts: z.number().int().nonnegative(),
+  lastExitCode: z.number().int().optional(),
+  node: z.string().optional(),
+});
+export type RecordedHistory = z.infer<typeof historySchema>;
+
+/** The part of a status worth keeping on the Job before its pods are removed. */
+export function historyOf(status: JobStatus): RecordedHistory {
+  return {
+    transitions: status.transitions,
+    attempts: status.attempts,
+    ...(status.lastExitCode !== undefined && { lastExitCode: status.lastExitCode }),
+    ...(status.node !== undefined && { node: status.node }),
+  };
+}
+
+function parseHistory(value: string | undefined): RecordedHistory | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const parsed = historySchema.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The status the backend sees, rebuilt from the cluster's objects alone. */
 export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStatus {
   const attempts = attemptsOf(objects.pods);
   const current = currentPhase(objects, attempts);
   const latest = attempts.at(-1);
-  const exitCode = [...attempts]
-    .reverse()
-    .map(exitOf)
-    .find((exit) => exit.code !== undefined)?.code;
+  const recorded = parseHistory(objects.job.metadata?.annotations?.[ANNOTATION.history]);
+  const exitCode =
+    [...attempts]
+      .reverse()
+      .map(exitOf)
+      .find((exit) => exit.code !== undefined)?.code ?? recorded?.lastExitCode;
   // The terminal transition's time, so completionTime and the history agree (the Job's own
   // completionTime lags the SuccessCriteriaMet condition and is never set for failures).
   const completion = TERMINAL_PHASES.has(current.phase) ? current.at : undefined;
   const start = objects.job.status?.startTime;
+  const node = latest?.pod.spec?.nodeName ?? recorded?.node;
+  const derived = transitionsOf(objects, attempts, current);
+  // Once the pods are gone only the record remembers them; what came after it is appended.
+  const transitions = recorded ? [...recorded.transitions, ...derived.filter((t) => after(t, recorded.transitions))] : derived;
   return {
     jobId,
     executor: "kubernetes",
@@ -293,11 +352,21 @@ export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStat
     phase: current.phase,
     reason: current.reason,
     ...(current.message !== undefined && { message: current.message }),
-    attempts: attempts.length,
+    attempts: Math.max(attempts.length, recorded?.attempts ?? 0),
     ...(exitCode !== undefined && { lastExitCode: exitCode }),
-    ...(latest?.pod.spec?.nodeName !== undefined && { node: latest.pod.spec.nodeName }),
+    ...(node !== undefined && { node }),
     ...(start !== undefined && { startTime: iso(start) }),
     ...(completion !== undefined && { completionTime: iso(completion) }),
-    transitions: transitionsOf(objects, attempts, current),
+    transitions,
   };
+}
+
+/**
+ * Whether a derived transition is news to the record: a different phase from its last entry, and
+ * strictly later than it or terminal (a stop is stamped by the dispatcher's clock, the record by the API server's).
+ */
+function after(transition: Transition, recorded: readonly Transition[]): boolean {
+  const last = recorded.at(-1);
+  if (!last) return true;
+  return transition.phase !== last.phase && (millis(transition.at) > millis(last.at) || TERMINAL_PHASES.has(transition.phase));
 }

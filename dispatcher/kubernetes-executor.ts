@@ -22,7 +22,7 @@ import { TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-chart.ts";
 import { ApiError } from "./api-error.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
-import { deriveJobStatus } from "./job-status.ts";
+import { deriveJobStatus, historyOf } from "./job-status.ts";
 import { requestConflicts } from "./request-diff.ts";
 import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
 
@@ -183,7 +183,8 @@ export class KubernetesExecutor implements JobExecutor {
       throw new ApiError(409, "conflict", `job ${jobId} has already ${status.phase}; there is nothing to stop`);
     // Suspending makes the Job controller delete the pods gracefully (SIGTERM, then the grace period for a
     // checkpoint) without counting a failure, and keeps the Job, so the job stays queryable as `stopped`.
-    const patch = { metadata: { annotations: { [ANNOTATION.stoppedAt]: new Date().toISOString() } }, spec: { suspend: true } };
+    const annotations = { [ANNOTATION.stoppedAt]: new Date().toISOString(), [ANNOTATION.history]: JSON.stringify(historyOf(status)) };
+    const patch = { metadata: { annotations }, spec: { suspend: true } };
     try {
       const patched = await this.batch.patchNamespacedJob(
         { name: trainingJobName(jobId), namespace: this.namespace, body: patch },

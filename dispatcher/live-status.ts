@@ -5,6 +5,7 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import { BackendCallbacks } from "./backend-callbacks.ts";
+import { FailFast } from "./fail-fast.ts";
 import { JobWatch } from "./job-watch.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
 import { TransitionFeed } from "./transition-feed.ts";
@@ -21,6 +22,8 @@ export interface LiveStatusProps {
   };
   readonly minRestartDelayMs?: number;
   readonly maxRestartDelayMs?: number;
+  /** A trainer stuck on its image or configuration longer than this fails the job. @default 600 */
+  readonly startupDeadlineSeconds?: number;
 }
 
 export interface LiveStatus {
@@ -60,6 +63,12 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       }),
     });
   if (callbacks) watch.onUpdate((update) => callbacks.update(update));
+  const failFast = new FailFast({
+    kubeConfig: props.kubeConfig,
+    namespace: props.namespace,
+    watch,
+    startupDeadlineSeconds: props.startupDeadlineSeconds ?? 600,
+  });
   await watch.start();
   return {
     watch,
@@ -67,6 +76,7 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     ...(callbacks && { callbacks }),
     async stop() {
       callbacks?.close();
+      failFast.stop();
       await watch.stop();
     },
   };

@@ -53,6 +53,7 @@ async function main(): Promise<void> {
       kubeConfig,
       namespace: config.platform.namespace,
       metrics,
+      startupDeadlineSeconds: config.startupDeadlineSeconds,
       ...(config.backendUrl !== undefined && {
         backend: { url: config.backendUrl, ...(config.backendToken !== undefined && { token: config.backendToken }) },
       }),

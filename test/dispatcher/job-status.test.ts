@@ -1,7 +1,7 @@
 import type { CoreV1Event, V1ContainerState, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
-import { deriveJobStatus } from "../../dispatcher/job-status.ts";
+import { deriveJobStatus, historyOf } from "../../dispatcher/job-status.ts";
 
 // Realistic objects as the API server returns them, built at fixed times: t(0) is the Job's creation.
 const t = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds));
@@ -289,6 +289,28 @@ describe("deriveJobStatus", () => {
     const stopped = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [] }, 7);
     expect(stopped).toMatchObject({ phase: "stopped", message: "stopped on request", completionTime: at(40) });
     expect(phases(stopping)).toEqual(["pending", "starting", "running", "stopped"]);
+  });
+
+  it("is failed with the stuck reason once the dispatcher gave up on starting it", () => {
+    const verdict = { reason: "ImagePullBackOff", message: "the trainer could not start within 600s: Back-off", at: at(700) };
+    const stuck = pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ImagePullBackOff", "Back-off") });
+    const status = deriveJobStatus(
+      { job: job({ suspend: true, annotations: { [ANNOTATION.failedFast]: JSON.stringify(verdict) } }), pods: [stuck] },
+      7,
+    );
+    expect(status).toMatchObject({ phase: "failed", reason: "ImagePullBackOff", message: verdict.message, completionTime: at(700) });
+    expect(phases(status)).toEqual(["pending", "starting", "failed"]);
+    // A malformed annotation is not trusted: the job is only suspended.
+    const forged = deriveJobStatus({ job: job({ suspend: true, annotations: { [ANNOTATION.failedFast]: "{" } }), pods: [] }, 7);
+    expect(forged).toMatchObject({ phase: "pending", reason: "Suspended" });
+  });
+
+  it("keeps a stopped job's history, attempts and exit code from the record once its pods are gone", () => {
+    const before = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Running", scheduledAt: 2, state: running(5) })] }, 7);
+    const annotations = { [ANNOTATION.stoppedAt]: at(40), [ANNOTATION.history]: JSON.stringify(historyOf(before)) };
+    const after = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [] }, 7);
+    expect(after).toMatchObject({ phase: "stopped", attempts: 1, node: "gpu-node-1" });
+    expect(after.transitions).toEqual([...before.transitions, expect.objectContaining({ phase: "stopped", at: at(40) })]);
   });
 
   it("is pending while suspended without a stop", () => {

@@ -170,7 +170,11 @@ describe("dispatcher on Kubernetes", () => {
     expect(job.spec?.suspend).toBe(true);
     // A stop is not a failure: nothing counted against backoffLimit.
     expect(job.status?.failed ?? 0).toBe(0);
-    expect(await getStatus(jobId)).toMatchObject({ phase: "stopped", reason: "StoppedByUser" });
+    const after = await getStatus(jobId);
+    expect(after).toMatchObject({ phase: "stopped", reason: "StoppedByUser", attempts: 1 });
+    expect(after.node).toMatch(/^gpu-node-/);
+    // The pods are gone; the history recorded on the Job at the stop still tells what ran.
+    expect(after.transitions.map((t) => t.phase)).toEqual(expect.arrayContaining(["pending", "running", "stopped"]));
     const again = await app.inject({ method: "POST", url: `/v1/jobs/${jobId}/stop`, headers: auth });
     expect(again.json()).toMatchObject({ phase: "stopped" });
   });

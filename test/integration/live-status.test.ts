@@ -7,7 +7,7 @@ import { existsSync, openSync, readFileSync, realpathSync, writeFileSync } from 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
-import { BatchV1Api, KubeConfig, VersionApi } from "@kubernetes/client-node";
+import { BatchV1Api, CoreV1Api, KubeConfig, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
@@ -82,6 +82,7 @@ async function startDispatcher(): Promise<void> {
     namespace: platform.namespace,
     metrics,
     backend: { url: backend.url, token: backendToken, minRetryDelayMs: 50, maxRetryDelayMs: 400 },
+    startupDeadlineSeconds: 3,
   });
   app = buildServer({
     apiToken: token,
@@ -219,6 +220,31 @@ describe("status callbacks to the backend", () => {
     await startDispatcher();
     await expectDeliveredExactlyOnce(jobId);
     expect(backend.of(jobId).length).toBeGreaterThan(beforeRestart);
+  });
+});
+
+describe("failing fast", () => {
+  it("fails a job whose image cannot be pulled once the startup deadline passes, and removes its pods", async () => {
+    const jobId = await submit({ "kwok-fate": "image-pull" });
+    await until("the image pull trouble", async () => ["ErrImagePull", "ImagePullBackOff"].includes((await status(jobId)).reason));
+    const failed = await until("the job to fail", async () => {
+      const current = await status(jobId);
+      return current.phase === "failed" ? current : undefined;
+    });
+    expect(["ErrImagePull", "ImagePullBackOff"]).toContain(failed.reason);
+    expect(failed.message).toMatch(/^the trainer could not start within 3s: /);
+    expect(failed.completionTime).toBeDefined();
+    const name = trainingJobName(jobId);
+    const job = await batch.readNamespacedJob({ name, namespace: platform.namespace });
+    expect(job.spec?.suspend).toBe(true);
+    await until("its pods to go", async () => {
+      const pods = await kubeConfig
+        .makeApiClient(CoreV1Api)
+        .listNamespacedPod({ namespace: platform.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+      return pods.items.length === 0;
+    });
+    await expectDeliveredExactlyOnce(jobId);
+    expect(backend.of(jobId).at(-1)).toMatchObject({ status: "failed", reason: failed.reason });
   });
 });
 
