@@ -45,6 +45,8 @@ export interface BackendCallbacksProps {
   /** Per call. @default 10_000 */
   readonly timeoutMs?: number;
   readonly observer?: DeliveryObserver;
+  /** Deliver from the start; false waits for setActive(true). @default true */
+  readonly active?: boolean;
 }
 
 interface JobQueue {
@@ -68,10 +70,22 @@ export class BackendCallbacks {
   private readonly batch: BatchV1Api;
   private readonly queues = new Map<string, JobQueue>();
   private closed = false;
+  /** Whether this replica delivers (it holds the lease); others keep their queues current and wait. */
+  private active: boolean;
 
   constructor(props: BackendCallbacksProps) {
     this.props = { minRetryDelayMs: 200, maxRetryDelayMs: 30_000, timeoutMs: 10_000, ...props };
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
+    this.active = props.active ?? true;
+  }
+
+  /** Starts or pauses delivery; a new leader continues from what the Jobs record as delivered. */
+  setActive(active: boolean): void {
+    this.active = active;
+    if (!active) return;
+    for (const queue of this.queues.values()) {
+      if (!queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+    }
   }
 
   /** Feed from JobWatch: the latest derivation of a job. */
@@ -91,7 +105,7 @@ export class BackendCallbacks {
     queue.acknowledged = Math.max(queue.acknowledged, queue.delivered);
     queue.latest = status.transitions;
     this.queues.set(name, queue);
-    if (!queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+    if (this.active && !queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
   }
 
   /** Jobs with transitions not yet acknowledged. */
@@ -107,7 +121,7 @@ export class BackendCallbacks {
     queue.running = true;
     let failures = 0;
     try {
-      while (!this.closed && queue.delivered < queue.latest.length) {
+      while (!this.closed && this.active && queue.delivered < queue.latest.length) {
         const index = queue.delivered;
         const transition = queue.latest[index] as Transition;
         try {

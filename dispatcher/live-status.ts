@@ -7,6 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { BackendCallbacks } from "./backend-callbacks.ts";
 import { FailFast } from "./fail-fast.ts";
 import { JobWatch } from "./job-watch.ts";
+import { LeaderElection } from "./leader-election.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
 import { TransitionFeed } from "./transition-feed.ts";
 
@@ -19,6 +20,10 @@ export interface LiveStatusProps {
     readonly token?: string;
     readonly minRetryDelayMs?: number;
     readonly maxRetryDelayMs?: number;
+    /** This replica's name: with it, only the replica holding the callback Lease delivers. */
+    readonly identity?: string;
+    readonly leaseSeconds?: number;
+    readonly renewSeconds?: number;
   };
   readonly minRestartDelayMs?: number;
   readonly maxRestartDelayMs?: number;
@@ -30,6 +35,7 @@ export interface LiveStatus {
   readonly watch: JobWatch;
   readonly feed: TransitionFeed;
   readonly callbacks?: BackendCallbacks;
+  readonly election?: LeaderElection;
   stop(): Promise<void>;
 }
 
@@ -55,6 +61,7 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       ...(props.backend.token !== undefined && { backendToken: props.backend.token }),
       ...(props.backend.minRetryDelayMs !== undefined && { minRetryDelayMs: props.backend.minRetryDelayMs }),
       ...(props.backend.maxRetryDelayMs !== undefined && { maxRetryDelayMs: props.backend.maxRetryDelayMs }),
+      ...(props.backend.identity !== undefined && { active: false }),
       ...(metrics && {
         observer: {
           delivered: (_jobId, _transition, lagSeconds) => metrics.callbackDelivered(lagSeconds),
@@ -63,6 +70,18 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       }),
     });
   if (callbacks) watch.onUpdate((update) => callbacks.update(update));
+  const identity = props.backend?.identity;
+  const election =
+    callbacks && identity !== undefined
+      ? new LeaderElection({
+          kubeConfig: props.kubeConfig,
+          namespace: props.namespace,
+          identity,
+          ...(props.backend?.leaseSeconds !== undefined && { leaseSeconds: props.backend.leaseSeconds }),
+          ...(props.backend?.renewSeconds !== undefined && { renewSeconds: props.backend.renewSeconds }),
+          onChange: (leading) => callbacks.setActive(leading),
+        })
+      : undefined;
   const failFast = new FailFast({
     kubeConfig: props.kubeConfig,
     namespace: props.namespace,
@@ -70,11 +89,14 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     startupDeadlineSeconds: props.startupDeadlineSeconds ?? 600,
   });
   await watch.start();
+  election?.start();
   return {
     watch,
     feed,
     ...(callbacks && { callbacks }),
+    ...(election && { election }),
     async stop() {
+      await election?.stop();
       callbacks?.close();
       failFast.stop();
       await watch.stop();

@@ -1,4 +1,5 @@
 // `npm start`: the dispatcher service. Configuration comes from the environment (see config.ts).
+import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, type DispatcherConfig, loadConfig } from "./config.ts";
 import { KubernetesExecutor } from "./kubernetes-executor.ts";
@@ -55,7 +56,12 @@ async function main(): Promise<void> {
       metrics,
       startupDeadlineSeconds: config.startupDeadlineSeconds,
       ...(config.backendUrl !== undefined && {
-        backend: { url: config.backendUrl, ...(config.backendToken !== undefined && { token: config.backendToken }) },
+        backend: {
+          url: config.backendUrl,
+          ...(config.backendToken !== undefined && { token: config.backendToken }),
+          // Replicas elect one deliverer; in a pod the hostname is the pod's name.
+          identity: hostname(),
+        },
       }),
     }));
   const server = buildServer({

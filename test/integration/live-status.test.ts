@@ -7,9 +7,10 @@ import { existsSync, openSync, readFileSync, realpathSync, writeFileSync } from 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
-import { BatchV1Api, CoreV1Api, KubeConfig, VersionApi } from "@kubernetes/client-node";
+import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
+import { trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { BACKEND_TOKEN_HEADER, type StatusCallback } from "../../dispatcher/backend-callbacks.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
@@ -81,7 +82,15 @@ async function startDispatcher(): Promise<void> {
     kubeConfig,
     namespace: platform.namespace,
     metrics,
-    backend: { url: backend.url, token: backendToken, minRetryDelayMs: 50, maxRetryDelayMs: 400 },
+    backend: {
+      url: backend.url,
+      token: backendToken,
+      minRetryDelayMs: 50,
+      maxRetryDelayMs: 400,
+      identity: "replica-a",
+      leaseSeconds: 3,
+      renewSeconds: 1,
+    },
     startupDeadlineSeconds: 3,
   });
   app = buildServer({
@@ -220,6 +229,44 @@ describe("status callbacks to the backend", () => {
     await startDispatcher();
     await expectDeliveredExactlyOnce(jobId);
     expect(backend.of(jobId).length).toBeGreaterThan(beforeRestart);
+  });
+});
+
+describe("two replicas", () => {
+  it("deliver each transition once: only the lease holder calls the backend, and the other takes over when it stops", async () => {
+    const second = await startLiveStatus({
+      kubeConfig,
+      namespace: platform.namespace,
+      backend: { url: backend.url, token: backendToken, identity: "replica-b", leaseSeconds: 3, renewSeconds: 1 },
+    });
+    try {
+      await until("replica-a to lead", () => live.election?.isLeader);
+      expect(second.election?.isLeader).toBe(false);
+      await expectDeliveredExactlyOnce(await submit());
+
+      await stopDispatcher();
+      await until("replica-b to take over", () => second.election?.isLeader, 15_000);
+      const jobId = ++nextJobId;
+      await batch.createNamespacedJob({
+        namespace: platform.namespace,
+        body: new KubernetesExecutor({ kubeConfig, platform }).render(
+          trainingRequest({
+            jobId,
+            projectId: 77,
+            framework: "timm",
+            taskType: "image_classification",
+            modelName: "resnet18",
+            dataset: { path: "datasets/flowers", format: "imagefolder" },
+            labels: { "test-run": RUN },
+          }),
+        ) as V1Job,
+      });
+      await startDispatcher();
+      await expectDeliveredExactlyOnce(jobId);
+    } finally {
+      await second.stop();
+    }
+    await until("replica-a to lead again", () => live.election?.isLeader, 15_000);
   });
 });
 
