@@ -67,10 +67,11 @@ function wasDisrupted(pod: V1Pod): boolean {
 const failedFastSchema = z.object({ reason: z.string(), message: z.string(), at: z.iso.datetime() });
 export type FailedFast = z.infer<typeof failedFastSchema>;
 
-function parseFailedFast(value: string | undefined): FailedFast | undefined {
+/** A JSON annotation the dispatcher wrote; anything malformed is not trusted. */
+function parseAnnotation<T>(schema: z.ZodType<T>, value: string | undefined): T | undefined {
   if (value === undefined) return undefined;
   try {
-    const parsed = failedFastSchema.safeParse(JSON.parse(value));
+    const parsed = schema.safeParse(JSON.parse(value));
     return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
@@ -193,7 +194,7 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       at: now(stoppedAt, created),
     };
   }
-  const failedFast = parseFailedFast(job.metadata?.annotations?.[ANNOTATION.failedFast]);
+  const failedFast = parseAnnotation(failedFastSchema, job.metadata?.annotations?.[ANNOTATION.failedFast]);
   if (failedFast) return { phase: "failed", reason: failedFast.reason, message: failedFast.message, at: now(failedFast.at, created) };
   // The *Target conditions come first and stay: preferring them keeps a terminal transition's time stable.
   const complete = condition(job, "SuccessCriteriaMet") ?? condition(job, "Complete");
@@ -316,22 +317,12 @@ export function historyOf(status: JobStatus): RecordedHistory {
   };
 }
 
-function parseHistory(value: string | undefined): RecordedHistory | undefined {
-  if (value === undefined) return undefined;
-  try {
-    const parsed = historySchema.safeParse(JSON.parse(value));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The status the backend sees, rebuilt from the cluster's objects alone. */
 export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStatus {
   const attempts = attemptsOf(objects.pods);
   const current = currentPhase(objects, attempts);
   const latest = attempts.at(-1);
-  const recorded = parseHistory(objects.job.metadata?.annotations?.[ANNOTATION.history]);
+  const recorded = parseAnnotation(historySchema, objects.job.metadata?.annotations?.[ANNOTATION.history]);
   const exitCode =
     [...attempts]
       .reverse()

@@ -23,7 +23,7 @@ import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-char
 import { ApiError } from "./api-error.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
 import { deriveJobStatus, historyOf } from "./job-status.ts";
-import { requestConflicts } from "./request-diff.ts";
+import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
 
 /** The label the Job controller puts on its pods. */
@@ -105,14 +105,7 @@ export class KubernetesExecutor implements JobExecutor {
     if (!existing) throw new ApiError(409, "conflict", `job ${request.jobId} is being deleted; submit again once it is gone`);
     const stored = existing.metadata?.annotations?.[ANNOTATION.request];
     const differing = stored === undefined ? ["(the existing Job was not created by the dispatcher)"] : requestConflicts(stored, request);
-    if (differing.length > 0) {
-      throw new ApiError(
-        409,
-        "conflict",
-        `job ${request.jobId} already exists with a different request; differing fields: ${differing.join(", ")}`,
-        differing[0],
-      );
-    }
+    assertSameRequest(request.jobId, differing);
     return { created: false, status: await this.statusOf(existing, request.jobId) };
   }
 

@@ -22,7 +22,7 @@ import {
 } from "../charts-ts/trainer-contract.ts";
 import { ApiError } from "./api-error.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
-import { requestConflicts } from "./request-diff.ts";
+import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "./status-model.ts";
 
 export interface LocalExecutorProps {
@@ -89,15 +89,7 @@ export class LocalExecutor implements JobExecutor {
   async submit(request: TrainingRequest): Promise<SubmitResult> {
     const existing = this.jobs.get(request.jobId);
     if (existing) {
-      const differing = requestConflicts(canonicalJson(existing.request), request);
-      if (differing.length > 0) {
-        throw new ApiError(
-          409,
-          "conflict",
-          `job ${request.jobId} already exists with a different request; differing fields: ${differing.join(", ")}`,
-          differing[0],
-        );
-      }
+      assertSameRequest(request.jobId, requestConflicts(canonicalJson(existing.request), request));
       return { created: false, status: this.statusOf(existing) };
     }
     const dir = join(this.props.workDir, trainingJobName(request.jobId));

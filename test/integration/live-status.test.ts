@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
-import { trainingRequest } from "../../charts-ts/request.ts";
+import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { BACKEND_TOKEN_HEADER, type StatusCallback } from "../../dispatcher/backend-callbacks.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
@@ -125,21 +125,25 @@ afterAll(async () => {
   );
 });
 
+function requestFor(jobId: number, fate: Record<string, string> = {}): TrainingRequestInput {
+  return {
+    jobId,
+    projectId: 77,
+    framework: "timm",
+    taskType: "image_classification",
+    modelName: "resnet18",
+    dataset: { path: "datasets/flowers", format: "imagefolder" },
+    resources: { gpu: 1 },
+    labels: { "test-run": RUN, ...fate },
+  };
+}
+
 async function submit(fate: Record<string, string> = {}): Promise<number> {
   const jobId = ++nextJobId;
   const response = await fetch(`${base}/v1/jobs`, {
     method: "POST",
     headers: { ...auth, "content-type": "application/json" },
-    body: JSON.stringify({
-      jobId,
-      projectId: 77,
-      framework: "timm",
-      taskType: "image_classification",
-      modelName: "resnet18",
-      dataset: { path: "datasets/flowers", format: "imagefolder" },
-      resources: { gpu: 1 },
-      labels: { "test-run": RUN, ...fate },
-    }),
+    body: JSON.stringify(requestFor(jobId, fate)),
   });
   expect(response.status).toBe(201);
   return jobId;
@@ -249,17 +253,7 @@ describe("two replicas", () => {
       const jobId = ++nextJobId;
       await batch.createNamespacedJob({
         namespace: platform.namespace,
-        body: new KubernetesExecutor({ kubeConfig, platform }).render(
-          trainingRequest({
-            jobId,
-            projectId: 77,
-            framework: "timm",
-            taskType: "image_classification",
-            modelName: "resnet18",
-            dataset: { path: "datasets/flowers", format: "imagefolder" },
-            labels: { "test-run": RUN },
-          }),
-        ) as V1Job,
+        body: new KubernetesExecutor({ kubeConfig, platform }).render(trainingRequest(requestFor(jobId))) as V1Job,
       });
       await startDispatcher();
       await expectDeliveredExactlyOnce(jobId);
