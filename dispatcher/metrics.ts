@@ -86,13 +86,16 @@ export class DispatcherMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    const self = this;
     this.gpuSeconds = new Counter({
       name: METRIC.gpuSeconds,
       help: "GPU-seconds used by training attempts, by project.",
       labelNames: [METRIC_LABEL.project],
       registers,
+      collect() {
+        self.accountGpuSeconds();
+      },
     });
-    const self = this;
     new Gauge({
       name: METRIC.jobsByPhase,
       help: "Tracked training jobs by phase.",
@@ -101,7 +104,6 @@ export class DispatcherMetrics {
       collect() {
         const byPhase = Map.groupBy(self.latest(), (update) => update.status.phase);
         for (const phase of PHASES) this.set({ [METRIC_LABEL.phase]: phase }, byPhase.get(phase)?.length ?? 0);
-        self.accountGpuSeconds();
       },
     });
   }
