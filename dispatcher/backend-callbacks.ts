@@ -47,6 +47,8 @@ export interface BackendCallbacksProps {
   readonly observer?: DeliveryObserver;
   /** Deliver from the start; false waits for setActive(true). @default true */
   readonly active?: boolean;
+  /** Calls in flight at once across all jobs (each job's own calls stay one at a time). @default 16 */
+  readonly maxConcurrentCalls?: number;
 }
 
 interface JobQueue {
@@ -66,17 +68,36 @@ export function deliveredCount(job: V1Job): number {
 }
 
 export class BackendCallbacks {
-  private readonly props: BackendCallbacksProps & { minRetryDelayMs: number; maxRetryDelayMs: number; timeoutMs: number };
+  private readonly props: BackendCallbacksProps & {
+    minRetryDelayMs: number;
+    maxRetryDelayMs: number;
+    timeoutMs: number;
+    maxConcurrentCalls: number;
+  };
   private readonly batch: BatchV1Api;
   private readonly queues = new Map<string, JobQueue>();
   private closed = false;
+  /** Free call slots, and the drains waiting for one: 10,000 jobs changing at once must not mean 10,000 sockets. */
+  private freeSlots = 0;
+  private readonly waitingForSlot: (() => void)[] = [];
   /** Whether this replica delivers (it holds the lease); others keep their queues current and wait. */
   private active: boolean;
 
   constructor(props: BackendCallbacksProps) {
-    this.props = { minRetryDelayMs: 200, maxRetryDelayMs: 30_000, timeoutMs: 10_000, ...props };
+    this.props = { minRetryDelayMs: 200, maxRetryDelayMs: 30_000, timeoutMs: 10_000, maxConcurrentCalls: 16, ...props };
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     this.active = props.active ?? true;
+    this.freeSlots = this.props.maxConcurrentCalls;
+  }
+
+  private async slot(): Promise<() => void> {
+    if (this.freeSlots > 0) this.freeSlots -= 1;
+    else await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    return () => {
+      const next = this.waitingForSlot.shift();
+      if (next) next();
+      else this.freeSlots += 1;
+    };
   }
 
   /** Starts or pauses delivery; a new leader continues from what the Jobs record as delivered. */
@@ -125,11 +146,16 @@ export class BackendCallbacks {
         const index = queue.delivered;
         const transition = queue.latest[index] as Transition;
         try {
-          if (queue.acknowledged <= index) {
-            await this.post(queue.jobId, transition, index + 1);
-            queue.acknowledged = index + 1;
+          const release = await this.slot();
+          try {
+            if (queue.acknowledged <= index) {
+              await this.post(queue.jobId, transition, index + 1);
+              queue.acknowledged = index + 1;
+            }
+            await this.record(queue.name, index + 1);
+          } finally {
+            release();
           }
-          await this.record(queue.name, index + 1);
           queue.delivered = index + 1;
           failures = 0;
           this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - Date.parse(transition.at)) / 1000);

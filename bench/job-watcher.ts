@@ -1,0 +1,64 @@
+/**
+ * A plain watch on the bench's Jobs, separate from the dispatcher's: it records
+ * when this process first sees a Job's terminal condition, the reference time
+ * for every status-propagation latency (conditions' lastTransitionTime has only
+ * 1 s resolution).
+ */
+import { type KubeConfig, type V1Job, Watch } from "@kubernetes/client-node";
+import { LABEL } from "../charts-ts/labels.ts";
+
+/** The conditions the dispatcher reads as completed or failed (job-status.ts). */
+const TERMINAL = new Set(["Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"]);
+
+export interface ConditionSighting {
+  /** performance.now() of the first watch event showing a terminal condition. */
+  readonly terminalAt: number;
+  readonly condition: string;
+  /** performance.now() of the first event showing the Complete condition itself, if seen. */
+  completeAt?: number;
+}
+
+export class ConditionWatcher {
+  readonly sightings = new Map<number, ConditionSighting>();
+  error: string | undefined;
+  private controller: AbortController | undefined;
+  private stopped = false;
+  private readonly kubeConfig: KubeConfig;
+  private readonly namespace: string;
+  private readonly labelSelector: string;
+
+  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string) {
+    this.kubeConfig = kubeConfig;
+    this.namespace = namespace;
+    this.labelSelector = labelSelector;
+  }
+
+  /** Resolves once the watch request is open. */
+  async start(): Promise<void> {
+    this.controller = await new Watch(this.kubeConfig).watch(
+      `/apis/batch/v1/namespaces/${this.namespace}/jobs`,
+      { labelSelector: this.labelSelector, allowWatchBookmarks: false },
+      (_type: string, job: V1Job) => this.seen(job),
+      (error: unknown) => {
+        if (!this.stopped)
+          this.error = `the bench's own Job watch ended: ${error instanceof Error ? error.message : String(error ?? "closed")}`;
+      },
+    );
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.controller?.abort();
+  }
+
+  private seen(job: V1Job): void {
+    const at = performance.now();
+    const jobId = Number(job.metadata?.labels?.[LABEL.jobId]);
+    const conditions = (job.status?.conditions ?? []).filter((condition) => condition.status === "True");
+    const terminal = conditions.find((condition) => TERMINAL.has(condition.type));
+    if (!terminal) return;
+    const sighting = this.sightings.get(jobId) ?? { terminalAt: at, condition: terminal.type };
+    if (sighting.completeAt === undefined && conditions.some((condition) => condition.type === "Complete")) sighting.completeAt = at;
+    this.sightings.set(jobId, sighting);
+  }
+}
