@@ -36,11 +36,14 @@ export const ANNOTATION = {
   deliveredTransitions: `${ANNOTATION_PREFIX}/delivered-transitions`,
 } as const;
 
+/** The label the Job controller puts on a Job's pods. */
+export const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
+
 /** Label keys a request may not set, because the platform owns them. */
 export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set([
   ...Object.values(LABEL),
   "job-name",
-  "batch.kubernetes.io/job-name",
+  JOB_NAME_LABEL,
   "controller-uid",
   "batch.kubernetes.io/controller-uid",
 ]);

@@ -17,12 +17,10 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../charts-ts/labels.ts";
+import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../charts-ts/labels.ts";
 import { deriveJobStatus } from "./job-status.ts";
 import type { JobStatus } from "./status-model.ts";
 
-/** The label the Job controller puts on its pods. */
-export const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
 const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
 
 export interface JobUpdate {

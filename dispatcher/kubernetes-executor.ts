@@ -15,7 +15,7 @@ import {
   type V1Pod,
   VersionApi,
 } from "@kubernetes/client-node";
-import { ANNOTATION, LABEL, TRAINING_JOB_APP, trainingJobName } from "../charts-ts/labels.ts";
+import { ANNOTATION, JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobName } from "../charts-ts/labels.ts";
 import type { TrainingRequest } from "../charts-ts/request.ts";
 import type { PlatformSettings } from "../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
@@ -23,11 +23,9 @@ import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-char
 import { ApiError } from "./api-error.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
 import { deriveJobStatus, historyOf } from "./job-status.ts";
+import { jobIdOf } from "./job-watch.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
-
-/** The label the Job controller puts on its pods. */
-const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
 
 export interface DryRunVerdict {
   readonly accepted: boolean;
@@ -261,8 +259,4 @@ export class KubernetesExecutor implements JobExecutor {
       throw unavailable(error);
     }
   }
-}
-
-function jobIdOf(job: V1Job): number {
-  return Number(job.metadata?.labels?.[LABEL.jobId]);
 }

@@ -1,5 +1,5 @@
 /** Fills a namespace with suspended training Jobs (the rendered manifest with spec.suspend: true). */
-import { BatchV1Api } from "@kubernetes/client-node";
+import { BatchV1Api, type V1Job } from "@kubernetes/client-node";
 import type { PhaseContext } from "../context.ts";
 import { bareCreator, manifestFactory, nextJobId, RUN_ID } from "../requests.ts";
 import { now, pool, round, until } from "../stats.ts";
@@ -41,26 +41,34 @@ export async function fillSuspended(
   return { jobIds: created, seconds: round(seconds, 1), perSecond: round(created.length / seconds, 1) };
 }
 
+/** How many of this run's Jobs in the namespace match, read page by page. */
+export async function countBenchJobs(ctx: PhaseContext, namespace: string, matches: (job: V1Job) => boolean = () => true): Promise<number> {
+  const batch = ctx.kubeConfig.makeApiClient(BatchV1Api);
+  let count = 0;
+  let token: string | undefined;
+  do {
+    const page = await batch.listNamespacedJob({
+      namespace,
+      labelSelector: `bench-run=${RUN_ID}`,
+      limit: 500,
+      ...(token !== undefined && { _continue: token }),
+    });
+    count += page.items.filter(matches).length;
+    token = page.metadata?._continue || undefined;
+  } while (token);
+  return count;
+}
+
 /** Waits until the Job controller has marked every bench Job in the namespace Suspended, so it is quiet. */
 export async function untilSuspended(ctx: PhaseContext, namespace: string, count: number, timeoutMs: number): Promise<void> {
-  const batch = ctx.kubeConfig.makeApiClient(BatchV1Api);
   await until(
     `the Job controller to mark ${count} Jobs in ${namespace} Suspended`,
-    async () => {
-      let suspended = 0;
-      let token: string | undefined;
-      do {
-        const page = await batch.listNamespacedJob({
-          namespace,
-          labelSelector: `bench-run=${RUN_ID}`,
-          limit: 500,
-          ...(token !== undefined && { _continue: token }),
-        });
-        suspended += page.items.filter((job) => job.status?.conditions?.some((c) => c.type === "Suspended" && c.status === "True")).length;
-        token = page.metadata?._continue || undefined;
-      } while (token);
-      return suspended >= count;
-    },
+    async () =>
+      (await countBenchJobs(
+        ctx,
+        namespace,
+        (job) => job.status?.conditions?.some((c) => c.type === "Suspended" && c.status === "True") ?? false,
+      )) >= count,
     timeoutMs,
     ctx.signal,
     2000,

@@ -3,11 +3,11 @@
  * `seconds`; submissions per second, errors, latency under load, and a check that
  * every acknowledged job is stored.
  */
-import { BatchV1Api } from "@kubernetes/client-node";
 import type { PhaseContext } from "../context.ts";
 import { DispatcherChild } from "../dispatcher-child.ts";
-import { benchRequest, nextJobId, RUN_ID } from "../requests.ts";
+import { benchRequest, nextJobId } from "../requests.ts";
 import { errorMessage, now, round, type Summary, summarize } from "../stats.ts";
+import { countBenchJobs } from "./fill.ts";
 import { postJob } from "./submit.ts";
 
 export interface SustainedResult {
@@ -63,19 +63,7 @@ export async function sustainedPhase(ctx: PhaseContext): Promise<SustainedResult
   } finally {
     await child.stop();
   }
-  const batch = ctx.kubeConfig.makeApiClient(BatchV1Api);
-  let stored = 0;
-  let token: string | undefined;
-  do {
-    const page = await batch.listNamespacedJob({
-      namespace,
-      labelSelector: `bench-run=${RUN_ID}`,
-      limit: 500,
-      ...(token !== undefined && { _continue: token }),
-    });
-    stored += page.items.length;
-    token = page.metadata?._continue || undefined;
-  } while (token);
+  const stored = await countBenchJobs(ctx, namespace);
   if (stored !== acceptedAt.length) ctx.warn(`sustained: ${acceptedAt.length} submissions were accepted but ${stored} Jobs are stored`);
   const seconds = Math.floor(elapsed);
   const buckets = Array.from({ length: Math.max(seconds, 1) }, () => 0);
