@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { EXECUTORS, type Executor } from "../charts-ts/request.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettings, platformSettings } from "../charts-ts/settings.ts";
+import { type GpuNodeCapacity, parseGpuNodeCapacity } from "./node-fit.ts";
 
 /** Environment variable names; the platform chart's Deployment sets the same ones. */
 export const DISPATCHER_ENV = {
@@ -27,6 +28,7 @@ export const DISPATCHER_ENV = {
   localWorkDir: "LOCAL_WORK_DIR",
   localGraceSeconds: "LOCAL_GRACE_SECONDS",
   startupDeadlineSeconds: "STARTUP_DEADLINE_SECONDS",
+  gpuNodeCapacity: "GPU_NODE_CAPACITY",
   backendUrl: "BACKEND_API_URL",
   backendToken: "BACKEND_TOKEN",
   backendTokenFile: "BACKEND_TOKEN_FILE",
@@ -48,6 +50,8 @@ export interface DispatcherConfig {
   readonly bodyLimitBytes: number;
   /** A trainer stuck on its image or configuration longer than this fails the job. */
   readonly startupDeadlineSeconds: number;
+  /** GPUs per node of the largest pool of each gpu-type; empty when the pools are not declared. */
+  readonly gpuNodeCapacity: GpuNodeCapacity;
   readonly local: {
     readonly trainerDir: string;
     readonly python: string;
@@ -115,6 +119,17 @@ function clusterAccess(env: Env, problems: string[]): ClusterAccess {
   return env.KUBERNETES_SERVICE_HOST ? { kind: "in-cluster" } : { kind: "none" };
 }
 
+function gpuNodeCapacityFrom(env: Env, problems: string[]): GpuNodeCapacity {
+  const raw = env[DISPATCHER_ENV.gpuNodeCapacity];
+  if (raw === undefined || raw.trim() === "") return new Map();
+  try {
+    return parseGpuNodeCapacity(raw);
+  } catch (error) {
+    problems.push(`${DISPATCHER_ENV.gpuNodeCapacity}=${JSON.stringify(raw)}: ${(error as Error).message}`);
+    return new Map();
+  }
+}
+
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): DispatcherConfig {
   const problems: string[] = [];
   const cluster = clusterAccess(env, problems);
@@ -171,6 +186,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       problems,
       "must be a positive whole number of seconds",
     ),
+    gpuNodeCapacity: gpuNodeCapacityFrom(env, problems),
     local: {
       trainerDir: resolve(cwd, env[DISPATCHER_ENV.localTrainerDir] || "images/smoke-trainer"),
       python: env[DISPATCHER_ENV.localPython] || "python3",

@@ -26,6 +26,8 @@ const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
 export interface JobUpdate {
   readonly job: V1Job;
   readonly status: JobStatus;
+  /** The events of the job's pods the status was derived from (the autoscaler's among them). */
+  readonly events: readonly CoreV1Event[];
 }
 
 export interface JobWatchProps {
@@ -45,6 +47,36 @@ export function jobIdOf(job: V1Job): number {
 export function backoffDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
   const base = Math.min(maxMs, minMs * 2 ** attempt);
   return Math.round(base / 2 + (random() * base) / 2);
+}
+
+export interface RestartPolicy {
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly stopped: () => boolean;
+  readonly restarted?: () => void;
+}
+
+/**
+ * Restarts a ListWatch that broke, after a capped, jittered delay that grows with each
+ * failure in a row, so a dead API server sees a bounded, falling request rate. start()
+ * keeps the resourceVersion, so the watch resumes where it broke. ListWatch says
+ * "connect" before it has even listed, so a run of failures ends only when a restarted
+ * watch has stayed up for twice the longest delay.
+ */
+export function restartWhenBroken<T extends KubernetesObject>(listWatch: Pick<ListWatch<T>, "on" | "start">, policy: RestartPolicy): void {
+  let failures = 0;
+  let restartedAt = Number.NEGATIVE_INFINITY;
+  listWatch.on("error", () => {
+    if (policy.stopped()) return;
+    policy.restarted?.();
+    if (Date.now() - restartedAt > policy.maxDelayMs * 2) failures = 0;
+    const delay = backoffDelay(failures, policy.minDelayMs, policy.maxDelayMs);
+    failures += 1;
+    setTimeout(() => {
+      restartedAt = Date.now();
+      if (!policy.stopped()) void listWatch.start().catch(() => undefined);
+    }, delay);
+  });
 }
 
 type Listener = (update: JobUpdate) => void;
@@ -118,9 +150,14 @@ export class JobWatch {
   /** Every tracked job's latest status. */
   current(): JobUpdate[] {
     return this.jobs.list().flatMap((job) => {
-      const status = this.statuses.get(job.metadata?.name ?? "");
-      return status ? [{ job, status }] : [];
+      const name = job.metadata?.name ?? "";
+      const status = this.statuses.get(name);
+      return status ? [{ job, status, events: this.eventsOf(name) }] : [];
     });
+  }
+
+  private eventsOf(jobName: string): CoreV1Event[] {
+    return [...(this.eventsByJob.get(jobName)?.values() ?? [])];
   }
 
   /**
@@ -148,19 +185,13 @@ export class JobWatch {
     listWatch.on("add", touched(false));
     listWatch.on("update", touched(false));
     listWatch.on("delete", touched(true));
-    let failures = 0;
-    listWatch.on("connect", () => {
-      failures = 0;
-    });
-    listWatch.on("error", () => {
-      if (this.stopped) return;
-      this.restarts += 1;
-      const delay = backoffDelay(failures, this.props.minRestartDelayMs, this.props.maxRestartDelayMs);
-      failures += 1;
-      // start() keeps the resourceVersion, so the watch resumes where it broke.
-      setTimeout(() => {
-        if (!this.stopped) void listWatch.start().catch(() => undefined);
-      }, delay);
+    restartWhenBroken(listWatch, {
+      minDelayMs: this.props.minRestartDelayMs,
+      maxDelayMs: this.props.maxRestartDelayMs,
+      stopped: () => this.stopped,
+      restarted: () => {
+        this.restarts += 1;
+      },
     });
   }
 
@@ -184,9 +215,9 @@ export class JobWatch {
       return;
     }
     const pods = [...(this.podsByJob.get(jobName)?.values() ?? [])];
-    const events = [...(this.eventsByJob.get(jobName)?.values() ?? [])];
+    const events = this.eventsOf(jobName);
     const status = deriveJobStatus({ job, pods, events }, jobIdOf(job));
     this.statuses.set(jobName, status);
-    for (const listener of this.listeners) listener({ job, status });
+    for (const listener of this.listeners) listener({ job, status, events });
   }
 }

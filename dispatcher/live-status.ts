@@ -6,9 +6,11 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { BackendCallbacks } from "./backend-callbacks.ts";
 import { FailFast } from "./fail-fast.ts";
+import { GpuNodes } from "./gpu-nodes.ts";
 import { JobWatch } from "./job-watch.ts";
 import { LeaderElection } from "./leader-election.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
+import type { GpuNodeCapacity } from "./node-fit.ts";
 import { TransitionFeed } from "./transition-feed.ts";
 
 export interface LiveStatusProps {
@@ -29,6 +31,12 @@ export interface LiveStatusProps {
   readonly maxRestartDelayMs?: number;
   /** A trainer stuck on its image or configuration longer than this fails the job. @default 600 */
   readonly startupDeadlineSeconds?: number;
+  /**
+   * GPUs per node of the largest pool of each gpu-type, as the stack declared them: a job
+   * asking for more fails at once.
+   * @default none declared: only present nodes and the autoscaler tell
+   */
+  readonly gpuNodeCapacity?: GpuNodeCapacity;
 }
 
 export interface LiveStatus {
@@ -36,16 +44,16 @@ export interface LiveStatus {
   readonly feed: TransitionFeed;
   readonly callbacks?: BackendCallbacks;
   readonly election?: LeaderElection;
+  readonly gpuNodes: GpuNodes;
   stop(): Promise<void>;
 }
 
 export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatus> {
-  const watch = new JobWatch({
-    kubeConfig: props.kubeConfig,
-    namespace: props.namespace,
+  const restartDelays = {
     ...(props.minRestartDelayMs !== undefined && { minRestartDelayMs: props.minRestartDelayMs }),
     ...(props.maxRestartDelayMs !== undefined && { maxRestartDelayMs: props.maxRestartDelayMs }),
-  });
+  };
+  const watch = new JobWatch({ kubeConfig: props.kubeConfig, namespace: props.namespace, ...restartDelays });
   const feed = new TransitionFeed(watch);
   const metrics = props.metrics;
   if (metrics) {
@@ -82,24 +90,30 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
           onChange: (leading) => callbacks.setActive(leading),
         })
       : undefined;
+  const gpuNodes = new GpuNodes({ kubeConfig: props.kubeConfig, ...restartDelays });
   const failFast = new FailFast({
     kubeConfig: props.kubeConfig,
     namespace: props.namespace,
     watch,
     startupDeadlineSeconds: props.startupDeadlineSeconds ?? 600,
+    gpuNodes,
+    ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
   });
+  // The nodes first: a job must not be judged against a node list that has not arrived.
+  await gpuNodes.start();
   await watch.start();
   election?.start();
   return {
     watch,
     feed,
+    gpuNodes,
     ...(callbacks && { callbacks }),
     ...(election && { election }),
     async stop() {
       await election?.stop();
       callbacks?.close();
       failFast.stop();
-      await watch.stop();
+      await Promise.all([watch.stop(), gpuNodes.stop()]);
     },
   };
 }

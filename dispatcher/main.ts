@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       namespace: config.platform.namespace,
       metrics,
       startupDeadlineSeconds: config.startupDeadlineSeconds,
+      gpuNodeCapacity: config.gpuNodeCapacity,
       ...(config.backendUrl !== undefined && {
         backend: {
           url: config.backendUrl,

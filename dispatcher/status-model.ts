@@ -14,6 +14,8 @@ export const TERMINAL_PHASES: ReadonlySet<Phase> = new Set(["completed", "failed
 export const REASON = {
   created: "Created",
   unschedulable: "Unschedulable",
+  /** Failed: no node, present or that a pool could add, is large enough for the job. */
+  noNodeFits: "NoNodeFits",
   containerCreating: "ContainerCreating",
   started: "Started",
   error: "Error",

@@ -12,8 +12,8 @@ export interface DispatcherRbacProps {
 }
 
 /**
- * The dispatcher's identity and the least it needs: Jobs to submit, watch,
- * stop (suspend patch) and delete; Pods, their logs and Events to derive status;
+ * The dispatcher's identity and the least it needs in its namespace: Jobs to submit,
+ * watch, stop (suspend patch) and delete; Pods, their logs and Events to derive status;
  * a Lease so only one replica delivers status callbacks.
  */
 export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
@@ -23,6 +23,12 @@ export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
   { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
 ];
+
+/**
+ * Cluster-wide and read-only: the GPU nodes' sizes, so a job larger than any node fails
+ * at once instead of queueing forever.
+ */
+export const DISPATCHER_CLUSTER_RULES: readonly k8s.PolicyRule[] = [{ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] }];
 
 export class DispatcherRbac extends Construct {
   readonly serviceAccountName: string;
@@ -36,6 +42,14 @@ export class DispatcherRbac extends Construct {
     new k8s.KubeRoleBinding(this, "RoleBinding", {
       metadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: this.serviceAccountName },
+      subjects: [{ kind: "ServiceAccount", name: this.serviceAccountName, namespace: props.namespace }],
+    });
+    // Cluster-scoped names are shared by every namespace's platform: the namespace keeps them apart.
+    const clusterMetadata = { name: `${this.serviceAccountName}-nodes-${props.namespace}` };
+    new k8s.KubeClusterRole(this, "NodeReader", { metadata: clusterMetadata, rules: [...DISPATCHER_CLUSTER_RULES] });
+    new k8s.KubeClusterRoleBinding(this, "NodeReaderBinding", {
+      metadata: clusterMetadata,
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterMetadata.name },
       subjects: [{ kind: "ServiceAccount", name: this.serviceAccountName, namespace: props.namespace }],
     });
   }

@@ -1,6 +1,7 @@
 import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
 import { DISPATCHER_ENV } from "../../dispatcher/config.ts";
+import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/node-fit.ts";
 import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
 import type { PlatformSettings } from "../settings.ts";
 
@@ -25,11 +26,29 @@ export interface DispatcherProps {
    * @default "training-dispatcher"
    */
   readonly tokenSecretName?: string;
+  /**
+   * GPUs per node of the largest pool of each gpu-type (`{ t4: 1, a100: 8 }`): a job
+   * asking for more than its type's pool has fails at once, even while the pool is at zero.
+   * @default none declared: the dispatcher judges by the nodes present and the autoscaler
+   */
+  readonly gpuNodeCapacity?: Readonly<Record<string, number>>;
 }
 
 const APP_LABELS = { "app.kubernetes.io/name": "training-dispatcher", "app.kubernetes.io/part-of": "training-platform" };
 const HTTP_PORT = 8080;
 const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
+
+/** GPU_NODE_CAPACITY's value, checked here so a bad entry fails the synth, not the dispatcher's start. */
+function gpuNodeCapacityEnv(capacity: Readonly<Record<string, number>>): string {
+  const text = formatGpuNodeCapacity(new Map(Object.entries(capacity)));
+  if (text === "") throw new Error("gpuNodeCapacity is empty: leave it out when no GPU pools are declared");
+  try {
+    parseGpuNodeCapacity(text);
+  } catch (error) {
+    throw new Error(`gpuNodeCapacity: ${(error as Error).message}`);
+  }
+  return text;
+}
 
 /** The dispatcher's Deployment, Service and PodDisruptionBudget. */
 export class Dispatcher extends Construct {
@@ -47,6 +66,7 @@ export class Dispatcher extends Construct {
       [DISPATCHER_ENV.mlflowTrackingUri]: platform.mlflowTrackingUri,
       [DISPATCHER_ENV.apiTokenFile]: `${SECRETS_DIR}/api-token`,
       [DISPATCHER_ENV.backendTokenFile]: `${SECRETS_DIR}/backend-token`,
+      ...(props.gpuNodeCapacity !== undefined && { [DISPATCHER_ENV.gpuNodeCapacity]: gpuNodeCapacityEnv(props.gpuNodeCapacity) }),
     };
     const probe = (path: string): k8s.Probe => ({
       httpGet: { path, port: k8s.IntOrString.fromString("http") },

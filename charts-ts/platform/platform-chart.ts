@@ -34,6 +34,11 @@ export interface PlatformChartProps {
    * @default 2
    */
   readonly dispatcherReplicas?: number;
+  /**
+   * GPUs per node of the largest pool of each gpu-type, for the dispatcher's fail-fast.
+   * @default none declared
+   */
+  readonly gpuNodeCapacity?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -65,6 +70,7 @@ export class PlatformChart extends Chart {
       platform,
       serviceAccountName: rbac.serviceAccountName,
       ...(props.dispatcherReplicas !== undefined && { replicas: props.dispatcherReplicas }),
+      ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
     });
   }
 }

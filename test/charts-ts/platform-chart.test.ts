@@ -19,7 +19,7 @@ describe("PlatformChart", () => {
     expect(namespace.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
   });
 
-  it("grants the dispatcher exactly what it uses, in its namespace only", () => {
+  it("grants the dispatcher exactly what it uses: its namespace's objects, and only to read nodes beyond it", () => {
     const role = find("Role");
     expect(role.metadata.namespace).toBe("training");
     expect(role.rules).toEqual([
@@ -29,10 +29,44 @@ describe("PlatformChart", () => {
       { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
     ]);
-    expect(objects.some((object) => object.kind === "ClusterRole" || object.kind === "ClusterRoleBinding")).toBe(false);
+    const subjects = [{ kind: "ServiceAccount", name: find("ServiceAccount").metadata.name, namespace: "training" }];
     const binding = find("RoleBinding");
     expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name });
-    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: find("ServiceAccount").metadata.name, namespace: "training" }]);
+    expect(binding.subjects).toEqual(subjects);
+    const clusterRoles = objects.filter((object) => object.kind === "ClusterRole");
+    expect(clusterRoles.map((clusterRole) => clusterRole.rules)).toEqual([
+      [{ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] }],
+    ]);
+    const clusterBinding = find("ClusterRoleBinding");
+    expect(clusterBinding.roleRef).toEqual({
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "ClusterRole",
+      name: clusterRoles[0].metadata.name,
+    });
+    expect(clusterBinding.subjects).toEqual(subjects);
+  });
+
+  it("names its cluster-wide RBAC after the namespace, so two platforms do not share it", () => {
+    const names = (namespace: string) =>
+      Testing.synth(new PlatformChart(Testing.app(), "platform", { platform: { namespace } }))
+        .filter((object: Json) => object.kind.startsWith("Cluster"))
+        .map((object: Json) => object.metadata.name);
+    expect(names("team-a")).toEqual(["training-dispatcher-nodes-team-a", "training-dispatcher-nodes-team-a"]);
+    expect(names("team-a")).not.toEqual(names("team-b"));
+  });
+
+  it("tells the dispatcher the declared GPU pools' node sizes, and refuses a bad one at synth", () => {
+    const envOf = (props: ConstructorParameters<typeof PlatformChart>[2]) => {
+      const deployment = Testing.synth(new PlatformChart(Testing.app(), "platform", props)).find(
+        (object: Json) => object.kind === "Deployment",
+      );
+      return Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((entry: Json) => [entry.name, entry.value]));
+    };
+    expect(envOf({}).GPU_NODE_CAPACITY).toBeUndefined();
+    expect(envOf({ gpuNodeCapacity: { t4: 1, a100: 8 } }).GPU_NODE_CAPACITY).toBe("a100=8,t4=1");
+    expect(() => envOf({ gpuNodeCapacity: { t4: 0 } })).toThrow('gpuNodeCapacity: "t4=0" is not <gpu-type>=<GPUs per node>');
+    expect(() => envOf({ gpuNodeCapacity: { T4: 1 } })).toThrow('gpuNodeCapacity: "T4=1"');
+    expect(() => envOf({ gpuNodeCapacity: {} })).toThrow("gpuNodeCapacity is empty");
   });
 
   it("caps GPUs and defaults container resources", () => {

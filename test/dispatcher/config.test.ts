@@ -62,6 +62,18 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("reads the declared GPU pools' node sizes, and names a bad entry", () => {
+    expect(loadConfig({ DISPATCHER_API_TOKEN: "t" }, dir).gpuNodeCapacity.size).toBe(0);
+    const config = loadConfig({ DISPATCHER_API_TOKEN: "t", GPU_NODE_CAPACITY: "t4=1,a100=8" }, dir);
+    expect([...config.gpuNodeCapacity]).toEqual([
+      ["t4", 1],
+      ["a100", 8],
+    ]);
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", GPU_NODE_CAPACITY: "t4=1,a100" })).toEqual([
+      'GPU_NODE_CAPACITY="t4=1,a100": "a100" is not <gpu-type>=<GPUs per node>, e.g. t4=1,a100=8',
+    ]);
+  });
+
   it("refuses the kubernetes executor without a cluster", () => {
     expect(problemsOf({ DISPATCHER_API_TOKEN: "t", DEFAULT_EXECUTOR: "kubernetes" })).toEqual([
       "DEFAULT_EXECUTOR=kubernetes needs a cluster: set KUBECONFIG or run in a pod",

@@ -40,6 +40,7 @@ function update(transitions: Transition[], extra: Partial<JobStatus> = {}): JobU
       transitions,
       ...extra,
     },
+    events: [],
   };
 }
 

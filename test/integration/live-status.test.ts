@@ -23,6 +23,7 @@ import { applyPlatform } from "./platform.ts";
 const kubeConfig = new KubeConfig();
 kubeConfig.loadFromFile(inject("kubeconfig"));
 const batch = kubeConfig.makeApiClient(BatchV1Api);
+const core = kubeConfig.makeApiClient(CoreV1Api);
 const platform = platformSettings({});
 const RUN = `l${Date.now().toString(36)}`;
 let nextJobId = (Date.now() % 1_000_000) * 100 + 50;
@@ -71,6 +72,10 @@ class RecordingBackend {
   }
 }
 
+const DECLARED_POOLS = new Map([
+  ["t4", 8],
+  ["a100", 8],
+]);
 const backend = new RecordingBackend();
 const metrics = new DispatcherMetrics();
 let live: LiveStatus;
@@ -92,6 +97,8 @@ async function startDispatcher(): Promise<void> {
       renewSeconds: 1,
     },
     startupDeadlineSeconds: 3,
+    // The pools test/cluster/nodes.yaml stands for.
+    gpuNodeCapacity: DECLARED_POOLS,
   });
   app = buildServer({
     apiToken: token,
@@ -125,7 +132,9 @@ afterAll(async () => {
   );
 });
 
-function requestFor(jobId: number, fate: Record<string, string> = {}): TrainingRequestInput {
+type Resources = TrainingRequestInput["resources"];
+
+function requestFor(jobId: number, fate: Record<string, string> = {}, resources: Resources = { gpu: 1 }): TrainingRequestInput {
   return {
     jobId,
     projectId: 77,
@@ -133,17 +142,17 @@ function requestFor(jobId: number, fate: Record<string, string> = {}): TrainingR
     taskType: "image_classification",
     modelName: "resnet18",
     dataset: { path: "datasets/flowers", format: "imagefolder" },
-    resources: { gpu: 1 },
+    resources,
     labels: { "test-run": RUN, ...fate },
   };
 }
 
-async function submit(fate: Record<string, string> = {}): Promise<number> {
+async function submit(fate: Record<string, string> = {}, resources?: Resources): Promise<number> {
   const jobId = ++nextJobId;
   const response = await fetch(`${base}/v1/jobs`, {
     method: "POST",
     headers: { ...auth, "content-type": "application/json" },
-    body: JSON.stringify(requestFor(jobId, fate)),
+    body: JSON.stringify(requestFor(jobId, fate, resources)),
   });
   expect(response.status).toBe(201);
   return jobId;
@@ -279,15 +288,122 @@ describe("failing fast", () => {
     const job = await batch.readNamespacedJob({ name, namespace: platform.namespace });
     expect(job.spec?.suspend).toBe(true);
     await until("its pods to go", async () => {
-      const pods = await kubeConfig
-        .makeApiClient(CoreV1Api)
-        .listNamespacedPod({ namespace: platform.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+      const pods = await core.listNamespacedPod({ namespace: platform.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
       return pods.items.length === 0;
     });
     await expectDeliveredExactlyOnce(jobId);
     expect(backend.of(jobId).at(-1)).toMatchObject({ status: "failed", reason: failed.reason });
   });
+
+  it("fails at once a job asking for more GPUs than the largest node of its type has, and removes its pods", async () => {
+    const node = await addGpuNode("l4", 1);
+    try {
+      // Ready, and the node controller's not-ready taint gone: only the GPU taint, which trainers tolerate.
+      await until("the l4 node to be ready", async () => {
+        const { spec, status: nodeStatus } = await core.readNode({ name: node });
+        const ready = nodeStatus?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+        return ready && spec?.taints?.every((taint) => taint.key === "nvidia.com/gpu");
+      });
+      await until("the dispatcher to see the l4 node", () => live.gpuNodes.largestNodes().get("l4") === 1);
+      const jobId = await submit({}, { gpu: 2, gpuType: "l4" });
+      const failed = await failedFast(jobId);
+      expect(failed.message).toBe("no node could ever run this job: asks for 2 GPUs on one node; the largest l4 node has 1");
+      // The scheduler's word came first and stays in the history.
+      expect(failed.transitions.map((transition) => transition.phase)).toEqual(["pending", "queued", "failed"]);
+      expect(failed.transitions[1]?.message).toMatch(/Insufficient nvidia\.com\/gpu/);
+      await expectDeliveredExactlyOnce(jobId);
+    } finally {
+      await core.deleteNode({ name: node });
+    }
+  });
+
+  it("fails at once a job for a GPU type no declared pool has, though no node of any pool is up to say so", async () => {
+    const jobId = await submit({}, { gpu: 1, gpuType: "h100" });
+    const failed = await failedFast(jobId);
+    expect(failed.message).toBe("no node could ever run this job: no GPU pool has type h100 (pools: t4, a100)");
+    await expectDeliveredExactlyOnce(jobId);
+  });
+
+  it("keeps a job that fits its GPU pool queued, until cluster-autoscaler says no new node would take it", async () => {
+    // One GPU fits every t4 node; 48 CPUs fit none (they have 32), which the scheduler also says of a busy node.
+    const jobId = await submit({}, { gpu: 1, gpuType: "t4", cpu: "48", cpuRequest: "48" });
+    const queued = await until("the job to queue", async () => {
+      const current = await status(jobId);
+      return current.phase === "queued" ? current : undefined;
+    });
+    expect(queued.message).toMatch(/Insufficient cpu/);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect((await status(jobId)).phase).toBe("queued");
+
+    // What cluster-autoscaler records on a pod that a new node of none of its groups would fit.
+    const [pod] = (
+      await core.listNamespacedPod({
+        namespace: platform.namespace,
+        labelSelector: `batch.kubernetes.io/job-name=${trainingJobName(jobId)}`,
+      })
+    ).items;
+    const verdict =
+      "pod didn't trigger scale-up (it wouldn't fit if a new node is added): 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector";
+    const now = new Date();
+    await core.createNamespacedEvent({
+      namespace: platform.namespace,
+      body: {
+        metadata: { generateName: `${pod?.metadata?.name}.` },
+        involvedObject: {
+          apiVersion: "v1",
+          kind: "Pod",
+          name: pod?.metadata?.name,
+          namespace: platform.namespace,
+          uid: pod?.metadata?.uid,
+        },
+        reason: "NotTriggerScaleUp",
+        message: verdict,
+        type: "Normal",
+        source: { component: "cluster-autoscaler" },
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+      },
+    });
+    const failed = await failedFast(jobId);
+    expect(failed.message).toBe(`no node could ever run this job: cluster-autoscaler: ${verdict}`);
+    await expectDeliveredExactlyOnce(jobId);
+  });
 });
+
+/** A GPU node kwok runs, of a gpu-type of its own; returns its name. */
+async function addGpuNode(gpuType: string, gpus: number): Promise<string> {
+  const name = `gpu-${gpuType}-${RUN}`;
+  const resources = { cpu: "32", memory: "128Gi", pods: "110", "nvidia.com/gpu": String(gpus) };
+  await core.createNode({
+    body: {
+      metadata: {
+        name,
+        annotations: { "kwok.x-k8s.io/node": "fake" },
+        labels: { "kubernetes.io/hostname": name, type: "kwok", accelerator: "nvidia-gpu", "gpu-type": gpuType },
+      },
+      spec: { taints: [{ key: "nvidia.com/gpu", value: "true", effect: "NoSchedule" }] },
+      status: { capacity: resources, allocatable: resources },
+    },
+  });
+  return name;
+}
+
+/** Waits for the job to fail fast because no node fits it: suspended, and its pods gone. */
+async function failedFast(jobId: number): Promise<JobStatus> {
+  const failed = await until("the job to fail", async () => {
+    const current = await status(jobId);
+    return current.phase === "failed" ? current : undefined;
+  });
+  expect(failed.reason).toBe("NoNodeFits");
+  const name = trainingJobName(jobId);
+  expect((await batch.readNamespacedJob({ name, namespace: platform.namespace })).spec?.suspend).toBe(true);
+  await until("its pods to go", async () => {
+    const pods = await core.listNamespacedPod({ namespace: platform.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+    return pods.items.length === 0;
+  });
+  return failed;
+}
 
 /**
  * Kills kube-apiserver (SIGKILL: a crash, not a shutdown) and returns a function that
