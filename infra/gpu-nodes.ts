@@ -33,3 +33,13 @@ export const GPU_NODE_AFFINITY = {
 
 /** The same taint as the EKS node group and GKE node pool APIs spell it. */
 export const GPU_TAINT_FOR_NODE_POOLS = { key: GPU_TAINT.key, value: GPU_TAINT.value, effect: "NO_SCHEDULE" } as const;
+
+/**
+ * GPUs per node of the largest pool of each gpu-type: what the dispatcher needs to fail a
+ * job no pool could ever fit, even while every pool is scaled to zero.
+ */
+export function gpuNodeCapacity(pools: readonly { readonly gpuType: string; readonly gpusPerNode: number }[]): Record<string, number> {
+  const capacity: Record<string, number> = {};
+  for (const { gpuType, gpusPerNode } of pools) capacity[gpuType] = Math.max(gpusPerNode, capacity[gpuType] ?? 0);
+  return capacity;
+}

@@ -12,6 +12,7 @@ import { gkeFoundation } from "./clouds/gke.ts";
 import { localFoundation } from "./clouds/local.ts";
 import type { StackConfig } from "./config/load-stack-config.ts";
 import { costTags } from "./cost-tags.ts";
+import { gpuNodeCapacity } from "./gpu-nodes.ts";
 import { MLFLOW_CONTAINER_PORT, MLFLOW_POD_LABELS, MLFLOW_SERVICE_ACCOUNT, Mlflow } from "./mlflow/mlflow.ts";
 import { mlflowEndpoint } from "./mlflow/mlflow-endpoint.ts";
 import { Monitoring } from "./monitoring/monitoring.ts";
@@ -37,6 +38,8 @@ export function platform(config: StackConfig): PlatformOutputs {
         platform: config.platform,
         quota: config.quota,
         dispatcherReplicas: config.dispatcherReplicas,
+        // An existing cluster's pools are not declared here: the dispatcher judges by its nodes.
+        ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
         mlflow: { namespace: mlflowAt.namespace, podLabels: MLFLOW_POD_LABELS, port: MLFLOW_CONTAINER_PORT },
       },
       backendApiUrl: config.backendApiUrl,

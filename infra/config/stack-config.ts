@@ -5,6 +5,7 @@
 import { z } from "zod";
 import type { PlatformSettingsProps } from "../../charts-ts/settings.ts";
 import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
+import { EC2_GPUS_PER_INSTANCE } from "../nodes/ec2-gpu-instances.ts";
 import { NVIDIA_AMI_TYPES } from "../nodes/eks-node-group.ts";
 
 /**
@@ -128,13 +129,26 @@ const eksGpuPoolSchema = z
     /** Value of the gpu-type node label, what requests name in resources.gpuType. */
     gpuType: dnsLabel,
     instanceType: z.string().regex(/^[a-z0-9-]+\.[a-z0-9]+$/, "must be an EC2 instance type such as g5.xlarge"),
+    /** @default the instance type's GPU count, when EC2_GPUS_PER_INSTANCE knows it */
+    gpusPerNode: z.int().min(1).max(16).optional(),
     amiType: z.enum(NVIDIA_AMI_TYPES).default("AL2023_x86_64_NVIDIA"),
     spot: z.boolean().default(false),
     minSize: z.int().min(0).default(0),
     maxSize: z.int().min(1),
     diskSizeGiB: z.int().min(20).default(200),
   })
-  .superRefine(minNotAboveMax("minSize", "maxSize"));
+  .superRefine(minNotAboveMax("minSize", "maxSize"))
+  .superRefine(({ instanceType, gpusPerNode }, ctx) => {
+    const known = EC2_GPUS_PER_INSTANCE[instanceType];
+    if (known === undefined && gpusPerNode === undefined)
+      ctx.addIssue({ code: "custom", path: ["gpusPerNode"], message: `required: ${instanceType} is not a known NVIDIA instance type` });
+    if (known !== undefined && gpusPerNode !== undefined && known !== gpusPerNode)
+      ctx.addIssue({ code: "custom", path: ["gpusPerNode"], message: `${instanceType} has ${known} GPU(s), not ${gpusPerNode}` });
+  })
+  .transform(({ gpusPerNode, ...pool }) => ({
+    ...pool,
+    gpusPerNode: gpusPerNode ?? (EC2_GPUS_PER_INSTANCE[pool.instanceType] as number),
+  }));
 
 const eksNetworkSchema = z
   .strictObject({

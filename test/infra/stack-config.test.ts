@@ -63,6 +63,16 @@ describe("bad stack configuration is refused, naming the key", () => {
       edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, minSize: 3 }]),
       "gpuPools[0].minSize: must not be above maxSize (2)",
     ],
+    [
+      "an instance type of unknown GPU count, without gpusPerNode",
+      edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, instanceType: "g7.xlarge" }]),
+      "gpuPools[0].gpusPerNode: required: g7.xlarge is not a known NVIDIA instance type",
+    ],
+    [
+      "a GPU count the instance type does not have",
+      edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, gpusPerNode: 4 }]),
+      "gpuPools[0].gpusPerNode: g4dn.xlarge has 1 GPU(s), not 4",
+    ],
     ["two pools with one name", edited("prod-gke", "gpuPools", ([pool]) => [pool, pool]), 'gpuPools[1].name: duplicate name "l4-spot"'],
     [
       "a GKE pool without accelerator",
@@ -114,6 +124,25 @@ describe("bad stack configuration is refused, naming the key", () => {
     expect(problems).toContain("mlflowDbPassword:");
     for (const secret of ["short", "tiny", "abc"]) expect(problems).not.toContain(`"${secret}"`);
     expect(problems).not.toMatch(/\bshort\b|\btiny\b/);
+  });
+});
+
+describe("GPUs per node of an EKS pool", () => {
+  const poolOf = (values: Record<string, string>) => {
+    const result = validateStackConfig(values, allSecret);
+    if (!result.success || result.config.cloud !== "eks") throw new Error(result.success ? "not EKS" : result.problems.join("\n"));
+    return result.config.gpuPools[0];
+  };
+
+  it("comes from the instance type when it is a known NVIDIA one", () => {
+    expect(poolOf(rawConfig("dev-eks"))?.gpusPerNode).toBe(1);
+    expect(poolOf(edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, instanceType: "p4d.24xlarge" }]))?.gpusPerNode).toBe(8);
+  });
+
+  it("is taken from the config for an instance type the table does not know", () => {
+    expect(poolOf(edited("dev-eks", "gpuPools", ([pool]) => [{ ...pool, instanceType: "g7.xlarge", gpusPerNode: 2 }]))?.gpusPerNode).toBe(
+      2,
+    );
   });
 });
 

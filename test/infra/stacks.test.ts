@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { GPU_NODE_LABELS, GPU_RESOURCE } from "../../charts-ts/training-job.ts";
 import { DISPATCHER_SCRAPE_JOB } from "../../dispatcher/metric-names.ts";
 import { loadStackConfig } from "../../infra/config/load-stack-config.ts";
+import { gpuNodeCapacity } from "../../infra/gpu-nodes.ts";
 import { HELM_CHARTS } from "../../infra/helm-charts.ts";
 import { TRAINING_ALERT_GROUPS } from "../../infra/monitoring/alert-rules.ts";
 import { renderPlatformChart } from "../../infra/platform/platform-manifests.ts";
@@ -120,6 +121,22 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     expect(Object.keys(backend.inputs.data)).toEqual(["api-url"]);
   });
 
+  it("tells the dispatcher the GPUs of the largest node of each declared pool type", async () => {
+    // From the stack files' gpuPools: g4dn.xlarge (1 T4); g5.2xlarge (1 A10G) and p4d.24xlarge (8 A100);
+    // g2-standard-8 and a2-highgpu-1g, one GPU each by default; an existing cluster declares none.
+    const expected: Record<string, string | undefined> = {
+      "dev-eks": "t4=1",
+      "prod-eks": "a100=8,a10g=1",
+      "prod-gke": "a100=1,l4=1",
+      local: undefined,
+    };
+    const objects = one(await resourcesOf(stack), "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs;
+    const deployment = objects.find((object: Inputs) => object.kind === "Deployment");
+    const env = deployment.spec.template.spec.containers[0].env.find((entry: Inputs) => entry.name === "GPU_NODE_CAPACITY");
+    expect(stack in expected).toBe(true);
+    expect(env?.value).toBe(expected[stack]);
+  });
+
   it("applies the platform chart as cdk8s renders it: the namespace first, then everything else", async () => {
     const resources = await resourcesOf(stack);
     const namespace = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-namespace").inputs.objs;
@@ -143,6 +160,7 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
       platform: config.platform,
       quota: config.quota,
       dispatcherReplicas: config.dispatcherReplicas,
+      ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
       mlflow: { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
     expect([...namespace, ...rest]).toEqual(JSON.parse(JSON.stringify(rendered)));
