@@ -9,7 +9,7 @@
  */
 import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
 import { ANNOTATION } from "../charts-ts/labels.ts";
-import { backoffDelay, type JobUpdate } from "./job-watch.ts";
+import { backoffDelay, type JobUpdate, jobKeyOf } from "./job-watch.ts";
 import type { Transition } from "./status-model.ts";
 
 /** Header carrying the shared token on calls to the backend. */
@@ -113,7 +113,9 @@ export class BackendCallbacks {
   update({ job, status }: JobUpdate): void {
     if (this.closed) return;
     const name = job.metadata?.name ?? status.name;
-    const queue = this.queues.get(name) ?? {
+    // Keyed by uid: a Job created again under a deleted one's name starts from its own record.
+    const key = jobKeyOf(job);
+    const queue = this.queues.get(key) ?? {
       jobId: status.jobId,
       name,
       delivered: 0,
@@ -125,8 +127,21 @@ export class BackendCallbacks {
     queue.delivered = Math.max(queue.delivered, deliveredCount(job));
     queue.acknowledged = Math.max(queue.acknowledged, queue.delivered);
     queue.latest = status.transitions;
-    this.queues.set(name, queue);
+    this.queues.set(key, queue);
     if (this.active && !queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+  }
+
+  /**
+   * Drops a deleted Job's queue. A delivery under way finishes what was derived: those
+   * transitions happened, and the backend still wants to hear of them.
+   */
+  forget(job: V1Job): void {
+    this.queues.delete(jobKeyOf(job));
+  }
+
+  /** Jobs tracked: what the queues hold on to. */
+  tracked(): number {
+    return this.queues.size;
   }
 
   /** Jobs with transitions not yet acknowledged. */

@@ -51,6 +51,11 @@ export class FailFast {
     this.props = props;
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     props.watch.onUpdate((update) => this.consider(update));
+    props.watch.onRemoved((job) => {
+      const name = job.metadata?.name ?? "";
+      clearTimeout(this.timers.get(name));
+      this.timers.delete(name);
+    });
     // A node that joins or leaves changes what fits: judge the queued jobs again.
     props.gpuNodes?.onChange(() => {
       for (const update of props.watch.current()) if (update.status.phase === "queued") this.consider(update);

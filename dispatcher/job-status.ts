@@ -105,11 +105,15 @@ function schedulingMessage(attempt: Attempt, events: readonly CoreV1Event[]): st
   return fromCondition ?? fromEvent;
 }
 
-/** When an attempt first failed to schedule: the event remembers it after the condition has flipped. */
+/**
+ * When an attempt first failed to schedule: the event remembers it after the condition has flipped.
+ * Whole seconds, like the condition's time: the scheduler's event carries microseconds (eventTime),
+ * and a time that moved when the other of the two arrived would change a transition already reported.
+ */
 function queuedSince(attempt: Attempt, events: readonly CoreV1Event[]): string | undefined {
   const times = events
     .filter((e) => e.involvedObject.name === attempt.pod.metadata?.name && e.reason === "FailedScheduling")
-    .map((e) => millis(e.firstTimestamp ?? e.eventTime));
+    .map((e) => Math.floor(millis(e.firstTimestamp ?? e.eventTime) / 1000) * 1000);
   const unschedulable = attempt.pod.status?.conditions?.find(
     (c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable",
   );

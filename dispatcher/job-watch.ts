@@ -39,6 +39,11 @@ export interface JobWatchProps {
   readonly maxRestartDelayMs?: number;
 }
 
+/** What per-job state is keyed by: a Job deleted and created again under its name is a new job. */
+export function jobKeyOf(job: V1Job): string {
+  return job.metadata?.uid ?? job.metadata?.name ?? "";
+}
+
 export function jobIdOf(job: V1Job): number {
   return Number(job.metadata?.labels?.[LABEL.jobId]);
 }
@@ -135,6 +140,11 @@ export class JobWatch {
   onUpdate(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Hears of each Job deleted (TTL, by hand, or gone at a relist), so per-job state can go with it. */
+  onRemoved(listener: (job: V1Job) => void): void {
+    this.jobs.on("delete", listener);
   }
 
   async start(): Promise<void> {

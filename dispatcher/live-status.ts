@@ -59,6 +59,7 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
   if (metrics) {
     metrics.track(() => watch.current());
     watch.onUpdate((update) => metrics.update(update));
+    watch.onRemoved((job) => metrics.forget(job));
   }
   const callbacks =
     props.backend &&
@@ -77,7 +78,10 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
         },
       }),
     });
-  if (callbacks) watch.onUpdate((update) => callbacks.update(update));
+  if (callbacks) {
+    watch.onUpdate((update) => callbacks.update(update));
+    watch.onRemoved((job) => callbacks.forget(job));
+  }
   const identity = props.backend?.identity;
   const election =
     callbacks && identity !== undefined

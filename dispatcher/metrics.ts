@@ -6,18 +6,13 @@
 import type { V1Job } from "@kubernetes/client-node";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { LABEL } from "../charts-ts/labels.ts";
-import { GPU_RESOURCE, TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
-import type { JobUpdate } from "./job-watch.ts";
+import { type JobUpdate, jobKeyOf } from "./job-watch.ts";
 import { METRIC, METRIC_LABEL } from "./metric-names.ts";
+import { gpuDemandOf } from "./node-fit.ts";
 import { PHASES, type Transition } from "./status-model.ts";
 
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const WAIT_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
-
-function gpusOf(job: V1Job): number {
-  const container = job.spec?.template.spec?.containers.find((c) => c.name === TRAINER_CONTAINER);
-  return Number(container?.resources?.limits?.[GPU_RESOURCE] ?? 0);
-}
 
 export class DispatcherMetrics {
   readonly registry = new Registry();
@@ -30,10 +25,10 @@ export class DispatcherMetrics {
   private readonly callbackFailures: Counter;
   private readonly deliveryLag: Histogram;
   private readonly gpuSeconds: Counter;
-  /** Transitions already counted, per job, so a re-derivation never counts twice. */
-  private readonly counted = new Map<number, number>();
-  /** GPU-seconds already added, per job: the counter grows by the difference at each scrape. */
-  private readonly gpuAccounted = new Map<number, number>();
+  /** Transitions already counted, per Job (uid), so a re-derivation never counts twice. */
+  private readonly counted = new Map<string, number>();
+  /** GPU-seconds already added, per Job (uid): the counter grows by the difference at each scrape. */
+  private readonly gpuAccounted = new Map<string, number>();
   private latest: () => readonly JobUpdate[] = () => [];
 
   constructor() {
@@ -127,13 +122,20 @@ export class DispatcherMetrics {
   }
 
   /** Feed from JobWatch: counts each transition once. */
-  update({ status }: JobUpdate): void {
-    const counted = this.counted.get(status.jobId) ?? 0;
+  update({ job, status }: JobUpdate): void {
+    const key = jobKeyOf(job);
+    const counted = this.counted.get(key) ?? 0;
     const all = status.transitions;
     for (let index = counted; index < all.length; index += 1) {
       this.observeTransition(all[index - 1], all[index] as Transition, all);
     }
-    this.counted.set(status.jobId, Math.max(counted, all.length));
+    this.counted.set(key, Math.max(counted, all.length));
+  }
+
+  /** A deleted Job's bookkeeping goes with it. */
+  forget(job: V1Job): void {
+    this.counted.delete(jobKeyOf(job));
+    this.gpuAccounted.delete(jobKeyOf(job));
   }
 
   private observeTransition(previous: Transition | undefined, transition: Transition, all: readonly Transition[]): void {
@@ -154,14 +156,14 @@ export class DispatcherMetrics {
   private accountGpuSeconds(): void {
     const now = Date.now();
     for (const { job, status } of this.latest()) {
-      const gpus = gpusOf(job);
+      const gpus = gpuDemandOf(job)?.gpus ?? 0;
       if (gpus === 0 || status.startTime === undefined) continue;
       const end = status.completionTime !== undefined ? Date.parse(status.completionTime) : now;
       const total = (gpus * Math.max(0, end - Date.parse(status.startTime))) / 1000;
-      const done = this.gpuAccounted.get(status.jobId) ?? 0;
+      const done = this.gpuAccounted.get(jobKeyOf(job)) ?? 0;
       if (total > done) {
         this.gpuSeconds.inc({ [METRIC_LABEL.project]: job.metadata?.labels?.[LABEL.projectId] ?? "none" }, total - done);
-        this.gpuAccounted.set(status.jobId, total);
+        this.gpuAccounted.set(jobKeyOf(job), total);
       }
     }
   }

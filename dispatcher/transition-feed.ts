@@ -7,7 +7,7 @@
  */
 import type { V1Job } from "@kubernetes/client-node";
 import { LABEL } from "../charts-ts/labels.ts";
-import type { JobUpdate, JobWatch } from "./job-watch.ts";
+import { type JobUpdate, type JobWatch, jobKeyOf } from "./job-watch.ts";
 import type { Phase, Transition } from "./status-model.ts";
 
 export interface FeedEvent {
@@ -55,18 +55,20 @@ type Subscriber = (event: Omit<FeedEvent, "id">) => void;
 
 export class TransitionFeed {
   private readonly watch: JobWatch;
-  private readonly seen = new Map<number, number>();
+  /** Transitions already published, per Job (uid). */
+  private readonly seen = new Map<string, number>();
   private readonly subscribers = new Set<Subscriber>();
 
   constructor(watch: JobWatch) {
     this.watch = watch;
     watch.onUpdate((update) => this.publish(update));
+    watch.onRemoved((job) => this.seen.delete(jobKeyOf(job)));
   }
 
   private publish({ job, status }: JobUpdate): void {
-    const seen = this.seen.get(status.jobId) ?? 0;
+    const seen = this.seen.get(jobKeyOf(job)) ?? 0;
     if (status.transitions.length <= seen) return;
-    this.seen.set(status.jobId, status.transitions.length);
+    this.seen.set(jobKeyOf(job), status.transitions.length);
     status.transitions.slice(seen).forEach((transition, offset) => {
       const event = { jobId: status.jobId, sequence: seen + offset + 1, transition, job };
       for (const subscriber of this.subscribers) subscriber(event);

@@ -118,6 +118,22 @@ describe("deriveJobStatus", () => {
     expect(status.transitions.at(-1)?.at).toBe(at(1));
   });
 
+  it("keeps the queued time whether the scheduler's event or the pod's condition arrives first", () => {
+    const message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.";
+    const waitingPod = pod({ created: 1, phase: "Pending", unschedulable: message });
+    // events.k8s.io events carry eventTime with microseconds and no firstTimestamp; conditions have whole seconds.
+    const event: CoreV1Event = {
+      ...failedScheduling(waitingPod.metadata?.name ?? "", 1, message),
+      firstTimestamp: undefined,
+      eventTime: new Date(t(1).getTime() + 974) as unknown as CoreV1Event["eventTime"],
+    };
+    const withoutCondition = { ...waitingPod, status: { ...waitingPod.status, conditions: [] } };
+    const eventFirst = deriveJobStatus({ job: job(), pods: [withoutCondition], events: [event] }, 7);
+    const both = deriveJobStatus({ job: job(), pods: [waitingPod], events: [event] }, 7);
+    expect(eventFirst.transitions.at(-1)).toMatchObject({ phase: "queued", at: at(1) });
+    expect(both.transitions.at(-1)).toMatchObject({ phase: "queued", at: at(1) });
+  });
+
   it("is starting while the image pulls, and says when the pull fails", () => {
     const pulling = deriveJobStatus(
       { job: job(), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 2, state: waiting("ContainerCreating", "") })] },

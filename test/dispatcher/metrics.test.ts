@@ -26,10 +26,10 @@ const t0 = Date.parse("2026-11-29T10:00:00Z");
 const at = (seconds: number) => new Date(t0 + seconds * 1000).toISOString();
 const transition = (phase: Transition["phase"], seconds: number, reason = "R"): Transition => ({ phase, reason, at: at(seconds) });
 
-function update(transitions: Transition[], extra: Partial<JobStatus> = {}): JobUpdate {
+function update(transitions: Transition[], extra: Partial<JobStatus> = {}, of: V1Job = job): JobUpdate {
   const last = transitions.at(-1) as Transition;
   return {
-    job,
+    job: of,
     status: {
       jobId: 9,
       executor: "kubernetes",
@@ -91,5 +91,18 @@ describe("DispatcherMetrics", () => {
 
     // A second scrape adds nothing for a finished job.
     expect(value(await metrics.registry.metrics(), 'training_dispatcher_gpu_seconds_total{project="4"}')).toBe(320);
+  });
+
+  it("counts a Job created again under a deleted one's name as a new job", async () => {
+    const metrics = new DispatcherMetrics();
+    const first = { ...job, metadata: { ...job.metadata, uid: "uid-1" } };
+    const again = { ...job, metadata: { ...job.metadata, uid: "uid-2" } };
+    const run = [transition("pending", 0, "Created"), transition("running", 5, "Started")];
+    metrics.update(update(run, {}, first));
+    metrics.forget(first);
+    metrics.update(update(run, {}, again));
+    expect(
+      value(await metrics.registry.metrics(), 'training_dispatcher_transitions_total{from="pending",to="running",reason="Started"}'),
+    ).toBe(2);
   });
 });

@@ -4,21 +4,20 @@
 // outages and dispatcher restarts; server-sent events resumable with Last-Event-ID.
 import { spawn } from "node:child_process";
 import { existsSync, openSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
-import { BACKEND_TOKEN_HEADER, type StatusCallback } from "../../dispatcher/backend-callbacks.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
 import { DispatcherMetrics } from "../../dispatcher/metrics.ts";
 import { buildServer } from "../../dispatcher/server.ts";
 import type { JobStatus } from "../../dispatcher/status-model.ts";
 import { applyPlatform } from "./platform.ts";
+import { RecordingBackend } from "./recording-backend.ts";
+import { until } from "./until.ts";
 
 const kubeConfig = new KubeConfig();
 kubeConfig.loadFromFile(inject("kubeconfig"));
@@ -30,47 +29,6 @@ let nextJobId = (Date.now() % 1_000_000) * 100 + 50;
 const token = "live-token";
 const backendToken = "backend-shared-token";
 const auth = { authorization: `Bearer ${token}` };
-
-/** The backend: records every status call it accepts; answers 500 while `failing`. */
-class RecordingBackend {
-  readonly accepted: { jobId: number; body: StatusCallback }[] = [];
-  refused = 0;
-  failing = false;
-  tokens = new Set<string | undefined>();
-  private readonly server: Server = createServer((request, response) => {
-    let raw = "";
-    request.on("data", (chunk) => {
-      raw += chunk;
-    });
-    request.on("end", () => {
-      const match = request.url?.match(/^\/api\/v1\/internal\/training\/jobs\/(\d+)\/status$/);
-      this.tokens.add(request.headers[BACKEND_TOKEN_HEADER] as string | undefined);
-      if (!match || request.method !== "POST") {
-        response.writeHead(404).end();
-        return;
-      }
-      if (this.failing) {
-        this.refused += 1;
-        response.writeHead(500).end("backend down");
-        return;
-      }
-      this.accepted.push({ jobId: Number(match[1]), body: JSON.parse(raw) });
-      response.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
-  });
-  url = "";
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-  close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-  of(jobId: number): StatusCallback[] {
-    return this.accepted.filter((call) => call.jobId === jobId).map((call) => call.body);
-  }
-}
 
 const DECLARED_POOLS = new Map([
   ["t4", 8],
@@ -162,16 +120,6 @@ async function status(jobId: number): Promise<JobStatus> {
   return (await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth })).json() as Promise<JobStatus>;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 async function deliveredAnnotation(jobId: number): Promise<number> {
   const job = await batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: platform.namespace });
   return Number(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions] ?? 0);
@@ -242,6 +190,38 @@ describe("status callbacks to the backend", () => {
     await startDispatcher();
     await expectDeliveredExactlyOnce(jobId);
     expect(backend.of(jobId).length).toBeGreaterThan(beforeRestart);
+  });
+});
+
+describe("a Job deleted and created again under its name", () => {
+  it("is delivered from its own first transition, and the deleted one's queue is dropped", async () => {
+    const jobId = await submit();
+    await expectDeliveredExactlyOnce(jobId);
+    const first = backend.of(jobId).length;
+    const name = trainingJobName(jobId);
+    const tracked = live.callbacks?.tracked() ?? 0;
+    await batch.deleteNamespacedJob({ name, namespace: platform.namespace, propagationPolicy: "Foreground" });
+    await until("the Job to be gone", async () => {
+      const jobs = await batch.listNamespacedJob({ namespace: platform.namespace, fieldSelector: `metadata.name=${name}` });
+      return jobs.items.length === 0;
+    });
+    await until("its queue to be dropped", () => (live.callbacks?.tracked() ?? 0) < tracked);
+
+    const response = await fetch(`${base}/v1/jobs`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify(requestFor(jobId)),
+    });
+    expect(response.status).toBe(201);
+    const final = await until("the new Job to complete", async () => {
+      const current = await status(jobId);
+      return current.phase === "completed" ? current : undefined;
+    });
+    await until("its transitions delivered", () => backend.of(jobId).length >= first + final.transitions.length);
+    const again = backend.of(jobId).slice(first);
+    expect(again.map((call) => call.sequence)).toEqual(final.transitions.map((_, index) => index + 1));
+    expect(again.map((call) => call.at)).toEqual(final.transitions.map((transition) => transition.at));
+    await until("its delivery record", async () => (await deliveredAnnotation(jobId)) === final.transitions.length);
   });
 });
 

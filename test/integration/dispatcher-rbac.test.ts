@@ -1,0 +1,137 @@
+// The dispatcher with nothing but what the platform chart grants it: a token of its
+// ServiceAccount (TokenRequest, as a pod would mount), not the tests' admin
+// certificate. Every part that talks to the API server runs once under it: submit,
+// status, logs, stop, the watches (the node watch through the ClusterRole), the
+// callback Lease and the delivery record. And what it was not granted is refused.
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { trainingJobName } from "../../charts-ts/labels.ts";
+import { trainingRequest } from "../../charts-ts/request.ts";
+import { platformSettings } from "../../charts-ts/settings.ts";
+import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
+import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
+import type { JobStatus } from "../../dispatcher/status-model.ts";
+import { applyPlatform, distObjects } from "./platform.ts";
+import { RecordingBackend } from "./recording-backend.ts";
+import { until } from "./until.ts";
+
+const admin = new KubeConfig();
+admin.loadFromFile(inject("kubeconfig"));
+const platform = platformSettings({});
+const NAMESPACE = platform.namespace;
+const RUN = `b${Date.now().toString(36)}`;
+let nextJobId = (Date.now() % 1_000_000) * 100 + 80;
+
+const serviceAccount = distObjects("platform.k8s.yaml").find((object) => object.kind === "ServiceAccount")?.metadata?.name as string;
+const backend = new RecordingBackend();
+let dispatcher: KubeConfig;
+let live: LiveStatus;
+let executor: KubernetesExecutor;
+
+/** A kubeconfig that authenticates as the dispatcher's ServiceAccount, like its pod would. */
+async function serviceAccountConfig(): Promise<KubeConfig> {
+  const tokenRequest = await admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    name: serviceAccount,
+    namespace: NAMESPACE,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const cluster = admin.getCurrentCluster();
+  if (!cluster || !tokenRequest.status?.token) throw new Error("no cluster in the kubeconfig, or no token issued");
+  const config = new KubeConfig();
+  config.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: serviceAccount, token: tokenRequest.status.token }],
+    contexts: [{ name: serviceAccount, cluster: cluster.name, user: serviceAccount }],
+    currentContext: serviceAccount,
+  });
+  return config;
+}
+
+beforeAll(async () => {
+  await applyPlatform(admin);
+  await backend.start();
+  dispatcher = await serviceAccountConfig();
+  executor = new KubernetesExecutor({ kubeConfig: dispatcher, platform });
+  live = await startLiveStatus({
+    kubeConfig: dispatcher,
+    namespace: NAMESPACE,
+    backend: { url: backend.url, identity: "rbac-replica", leaseSeconds: 3, renewSeconds: 1, minRetryDelayMs: 50, maxRetryDelayMs: 400 },
+  });
+});
+afterAll(async () => {
+  await live.stop();
+  await backend.close();
+  const batch = admin.makeApiClient(BatchV1Api);
+  const jobs = await batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `test-run=${RUN}` });
+  await Promise.all(
+    jobs.items.map((job) =>
+      batch.deleteNamespacedJob({ name: job.metadata?.name ?? "", namespace: NAMESPACE, propagationPolicy: "Background" }),
+    ),
+  );
+});
+
+function request(fate: Record<string, string> = {}) {
+  return trainingRequest({
+    jobId: ++nextJobId,
+    projectId: 78,
+    framework: "timm",
+    taskType: "image_classification",
+    modelName: "resnet18",
+    dataset: { path: "datasets/flowers", format: "imagefolder" },
+    resources: { gpu: 1 },
+    labels: { "test-run": RUN, ...fate },
+  });
+}
+
+const inPhase = (jobId: number, phase: JobStatus["phase"]) =>
+  until(`job ${jobId} ${phase}`, async () => {
+    const status = await executor.get(jobId);
+    return status?.phase === phase ? status : undefined;
+  });
+
+async function forbidden(call: () => Promise<unknown>): Promise<number | undefined> {
+  try {
+    await call();
+    return undefined;
+  } catch (error) {
+    return error instanceof ApiException ? error.code : undefined;
+  }
+}
+
+describe("the dispatcher under its ServiceAccount, with the platform chart's RBAC only", () => {
+  it("submits, watches, reads logs and reports a job to the end, delivering every transition under the Lease", async () => {
+    const submitted = request();
+    expect((await executor.submit(submitted)).created).toBe(true);
+    const completed = await inPhase(submitted.jobId, "completed");
+    const logs = await executor.logs(submitted.jobId, { follow: false });
+    expect(logs.kind).toBe("output");
+    await until("every transition delivered", () => backend.of(submitted.jobId).length === completed.transitions.length);
+    expect(backend.of(submitted.jobId).map((call) => call.status)).toEqual(completed.transitions.map((transition) => transition.phase));
+    expect(live.election?.isLeader).toBe(true);
+    const job = await admin.makeApiClient(BatchV1Api).readNamespacedJob({ name: trainingJobName(submitted.jobId), namespace: NAMESPACE });
+    expect(job.metadata?.annotations?.["training-platform.io/delivered-transitions"]).toBe(String(completed.transitions.length));
+  });
+
+  it("stops a running job", async () => {
+    const submitted = request({ "kwok-run-duration": "60s" });
+    await executor.submit(submitted);
+    await inPhase(submitted.jobId, "running");
+    expect((await executor.stop(submitted.jobId))?.phase).toBe("stopped");
+    await inPhase(submitted.jobId, "stopped");
+  });
+
+  it("reads the GPU nodes cluster-wide, through its ClusterRole", async () => {
+    const largest = await until("the GPU nodes", () => (live.gpuNodes.largestNodes().size > 0 ? live.gpuNodes.largestNodes() : undefined));
+    expect(largest.get("t4")).toBe(8);
+    expect(largest.get("a100")).toBe(8);
+  });
+
+  it("is refused what the chart does not grant: Secrets, other namespaces, writing nodes", async () => {
+    const core = dispatcher.makeApiClient(CoreV1Api);
+    const batch = dispatcher.makeApiClient(BatchV1Api);
+    expect(await forbidden(() => core.listNamespacedSecret({ namespace: NAMESPACE }))).toBe(403);
+    expect(await forbidden(() => batch.listNamespacedJob({ namespace: "default" }))).toBe(403);
+    expect(await forbidden(() => core.deleteNode({ name: "gpu-node-1", dryRun: "All" }))).toBe(403);
+    expect(await forbidden(() => core.readNode({ name: "gpu-node-1" }))).toBe(403);
+  });
+});
