@@ -1,14 +1,15 @@
 /**
  * Pushes every status transition to the backend's TrainingLogger endpoint
  * (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`), in order
- * per job and at least once. The count of acknowledged transitions is written on the
- * Job itself (an annotation), so a restarted dispatcher resumes after the last one the
- * backend confirmed: nothing lost, nothing delivered twice except the one transition in
- * flight when a dispatcher dies (at-least-once). While the backend fails, each job's
+ * per job and at least once. What the backend acknowledged is recorded on the Job itself
+ * (delivery-record.ts: the count and the last transition), so a restarted dispatcher
+ * resumes after the last one the backend confirmed: nothing lost, nothing delivered
+ * twice except the one transition in flight when a dispatcher dies (at-least-once). While the backend fails, each job's
  * queue waits with capped, jittered exponential backoff.
  */
 import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
 import { ANNOTATION } from "../charts-ts/labels.ts";
+import { type DeliveryRecord, deliveryRecord, parseDeliveryRecord, resumeIndex } from "./delivery-record.ts";
 import { backoffDelay, type JobUpdate, jobKeyOf } from "./job-watch.ts";
 import type { Transition } from "./status-model.ts";
 
@@ -24,7 +25,11 @@ export interface StatusCallback {
   readonly exitCode?: number;
   /** When the transition happened (RFC 3339). */
   readonly at: string;
-  /** 1-based position in the job's transitions: the backend may deduplicate on (jobId, sequence). */
+  /**
+   * 1, 2, 3, ... per job, one number per transition delivered: the backend may deduplicate on
+   * (jobId, sequence). It is the transition's position in the job's history unless that history
+   * was rewritten (pods gone without the dispatcher recording them); then it just goes on counting.
+   */
   readonly sequence: number;
 }
 
@@ -54,17 +59,14 @@ export interface BackendCallbacksProps {
 interface JobQueue {
   readonly jobId: number;
   readonly name: string;
-  /** Transitions acknowledged by the backend and recorded on the Job. */
+  /** The last transition acknowledged and recorded on the Job, and its sequence number. */
+  record: DeliveryRecord | undefined;
+  /** How many of `latest` that record covers: the next to deliver is latest[delivered]. */
   delivered: number;
-  /** Transitions acknowledged by the backend, recorded or not: a failed record is retried without re-posting. */
+  /** The highest sequence the backend acknowledged, recorded or not: a failed record is retried without re-posting. */
   acknowledged: number;
   latest: readonly Transition[];
   running: boolean;
-}
-
-export function deliveredCount(job: V1Job): number {
-  const value = Number(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions] ?? 0);
-  return Number.isSafeInteger(value) && value > 0 ? value : 0;
 }
 
 export class BackendCallbacks {
@@ -118,15 +120,18 @@ export class BackendCallbacks {
     const queue = this.queues.get(key) ?? {
       jobId: status.jobId,
       name,
+      record: undefined,
       delivered: 0,
       acknowledged: 0,
       latest: [],
       running: false,
     };
-    // The annotation is the durable record; never go back below what this process already saw acknowledged.
-    queue.delivered = Math.max(queue.delivered, deliveredCount(job));
-    queue.acknowledged = Math.max(queue.acknowledged, queue.delivered);
+    // The annotation is the durable record; never go back below what this process already recorded.
+    const recorded = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions]);
+    if (recorded && recorded.count > (queue.record?.count ?? 0)) queue.record = recorded;
+    queue.acknowledged = Math.max(queue.acknowledged, queue.record?.count ?? 0);
     queue.latest = status.transitions;
+    queue.delivered = resumeIndex(queue.record, queue.latest);
     this.queues.set(key, queue);
     if (this.active && !queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
   }
@@ -158,20 +163,23 @@ export class BackendCallbacks {
     let failures = 0;
     try {
       while (!this.closed && this.active && queue.delivered < queue.latest.length) {
-        const index = queue.delivered;
-        const transition = queue.latest[index] as Transition;
+        const transition = queue.latest[queue.delivered] as Transition;
+        // Sequences only grow: after a history rewrite the backend never sees one number twice for two transitions.
+        const sent = deliveryRecord((queue.record?.count ?? 0) + 1, transition);
         try {
           const release = await this.slot();
           try {
-            if (queue.acknowledged <= index) {
-              await this.post(queue.jobId, transition, index + 1);
-              queue.acknowledged = index + 1;
+            if (queue.acknowledged < sent.count) {
+              await this.post(queue.jobId, transition, sent.count);
+              queue.acknowledged = sent.count;
             }
-            await this.record(queue.name, index + 1);
+            await this.record(queue.name, sent);
           } finally {
             release();
           }
-          queue.delivered = index + 1;
+          queue.record = sent;
+          // Found again in whatever history arrived meanwhile.
+          queue.delivered = resumeIndex(sent, queue.latest);
           failures = 0;
           this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - Date.parse(transition.at)) / 1000);
         } catch (error) {
@@ -210,8 +218,8 @@ export class BackendCallbacks {
     if (!response.ok) throw new Error(`backend answered ${response.status} for job ${jobId} transition ${sequence}`);
   }
 
-  private async record(name: string, delivered: number): Promise<void> {
-    const patch = { metadata: { annotations: { [ANNOTATION.deliveredTransitions]: String(delivered) } } };
+  private async record(name: string, delivered: DeliveryRecord): Promise<void> {
+    const patch = { metadata: { annotations: { [ANNOTATION.deliveredTransitions]: JSON.stringify(delivered) } } };
     try {
       await this.batch.patchNamespacedJob(
         { name, namespace: this.props.namespace, body: patch },

@@ -63,12 +63,12 @@ function wasDisrupted(pod: V1Pod): boolean {
   return pod.status?.conditions?.some((c) => c.type === "DisruptionTarget" && c.status === "True") ?? false;
 }
 
-/** Why an attempt ended badly, as a retry cause. */
+/** The fail-fast verdict the dispatcher records on a Job (fail-fast.ts). */
 const failedFastSchema = z.object({ reason: z.string(), message: z.string(), at: z.iso.datetime() });
 export type FailedFast = z.infer<typeof failedFastSchema>;
 
 /** A JSON annotation the dispatcher wrote; anything malformed is not trusted. */
-function parseAnnotation<T>(schema: z.ZodType<T>, value: string | undefined): T | undefined {
+export function parseAnnotation<T>(schema: z.ZodType<T>, value: string | undefined): T | undefined {
   if (value === undefined) return undefined;
   try {
     const parsed = schema.safeParse(JSON.parse(value));
@@ -88,6 +88,7 @@ function retriedAt(failed: Attempt, next: Attempt): string {
   );
 }
 
+/** Why an attempt ended badly, as a retry cause. */
 function failureOf(attempt: Attempt): Pick<Transition, "reason" | "message"> {
   if (wasDisrupted(attempt.pod))
     return { reason: REASON.preempted, message: `attempt ${attempt.number} was disrupted (preemption, drain or eviction)` };

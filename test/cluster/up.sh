@@ -286,6 +286,10 @@ mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_OUT" --request-timeout=10s "$@"; }
 
 # ---- kube-controller-manager ----------------------------------------------------
+# --node-monitor-grace-period: the fault tests kill kube-apiserver; the controller
+# manager's lease informer then backs off for up to ~30 s before it sees kwok's renewals
+# again, which past the default 50 s marks the fake nodes NotReady and taints them,
+# failing the next test's pods. No test here needs a node to be declared dead.
 TP_JOB_POD_FAILURE_BACKOFF="${TP_JOB_POD_FAILURE_BACKOFF:-1s}" \
 TP_JOB_POD_FAILURE_BACKOFF_MAX="${TP_JOB_POD_FAILURE_BACKOFF_MAX:-2s}" \
 start kube-controller-manager "$BIN/kube-controller-manager" \
@@ -304,6 +308,7 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --cluster-signing-key-file="$PKI/ca.key" \
   --cluster-name=training-platform-test \
   --allocate-node-cidrs=false \
+  --node-monitor-grace-period=3m \
   --profiling=false \
   --v=1
 

@@ -5,9 +5,10 @@
 // callback Lease and the delivery record. And what it was not granted is refused.
 import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { trainingJobName } from "../../charts-ts/labels.ts";
+import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
+import { parseDeliveryRecord } from "../../dispatcher/delivery-record.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
 import type { JobStatus } from "../../dispatcher/status-model.ts";
@@ -109,7 +110,7 @@ describe("the dispatcher under its ServiceAccount, with the platform chart's RBA
     expect(backend.of(submitted.jobId).map((call) => call.status)).toEqual(completed.transitions.map((transition) => transition.phase));
     expect(live.election?.isLeader).toBe(true);
     const job = await admin.makeApiClient(BatchV1Api).readNamespacedJob({ name: trainingJobName(submitted.jobId), namespace: NAMESPACE });
-    expect(job.metadata?.annotations?.["training-platform.io/delivered-transitions"]).toBe(String(completed.transitions.length));
+    expect(parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions])?.count).toBe(completed.transitions.length);
   });
 
   it("stops a running job", async () => {

@@ -5,11 +5,12 @@
 import { spawn } from "node:child_process";
 import { existsSync, openSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job, VersionApi } from "@kubernetes/client-node";
+import { BatchV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job, VersionApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
+import { parseDeliveryRecord } from "../../dispatcher/delivery-record.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
 import { DispatcherMetrics } from "../../dispatcher/metrics.ts";
@@ -122,7 +123,7 @@ async function status(jobId: number): Promise<JobStatus> {
 
 async function deliveredAnnotation(jobId: number): Promise<number> {
   const job = await batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: platform.namespace });
-  return Number(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions] ?? 0);
+  return parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions])?.count ?? 0;
 }
 
 /** Every transition of the final status reached the backend once, in order, and the Job records it. */
@@ -222,6 +223,39 @@ describe("a Job deleted and created again under its name", () => {
     expect(again.map((call) => call.sequence)).toEqual(final.transitions.map((_, index) => index + 1));
     expect(again.map((call) => call.at)).toEqual(final.transitions.map((transition) => transition.at));
     await until("its delivery record", async () => (await deliveredAnnotation(jobId)) === final.transitions.length);
+  });
+});
+
+describe("a history rewritten under the delivery record", () => {
+  it("delivers the resumed attempt of a Job suspended and resumed by hand, numbering on from the last sequence", async () => {
+    const jobId = await submit({ "kwok-run-duration": "60s" });
+    const name = trainingJobName(jobId);
+    await until(
+      "running delivered and recorded",
+      async () => backend.of(jobId).at(-1)?.status === "running" && (await deliveredAnnotation(jobId)) >= 3,
+    );
+    const before = backend.of(jobId);
+    // Not through the dispatcher: its pods go without their history being written on the Job.
+    const suspend = (suspended: boolean) =>
+      batch.patchNamespacedJob(
+        { name, namespace: platform.namespace, body: { spec: { suspend: suspended } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    await suspend(true);
+    await until("its pods to go", async () => {
+      const pods = await core.listNamespacedPod({ namespace: platform.namespace, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+      return pods.items.length === 0;
+    });
+    await suspend(false);
+    await until("the resumed attempt to run", async () => (await status(jobId)).phase === "running");
+    const resumedRunning = (await status(jobId)).transitions.at(-1);
+    await until("the resumed attempt delivered", () =>
+      backend.of(jobId).some((call) => call.status === "running" && call.at === resumedRunning?.at),
+    );
+    const after = backend.of(jobId).slice(before.length);
+    expect(after.map((call) => call.status)).toContain("starting");
+    expect(after.map((call) => call.sequence)).toEqual(after.map((_, index) => before.length + index + 1));
+    await batch.deleteNamespacedJob({ name, namespace: platform.namespace, propagationPolicy: "Background" });
   });
 });
 

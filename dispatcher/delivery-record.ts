@@ -1,0 +1,49 @@
+/**
+ * What the backend has acknowledged of a job, as recorded on its Job (annotation
+ * `training-platform.io/delivered-transitions`), and where delivery resumes from it.
+ * A count alone would assume the derived history only ever grows at its end; it does
+ * not when the pods it came from go without the dispatcher writing their history
+ * (someone suspends the Job by hand) or a newer dispatcher derives it differently. So
+ * the record also names the last transition delivered, and resuming finds that one.
+ */
+import { z } from "zod";
+import { parseAnnotation } from "./job-status.ts";
+import type { Transition } from "./status-model.ts";
+
+const deliveryRecordSchema = z.object({
+  count: z.number().int().nonnegative(),
+  last: z.object({ phase: z.string(), at: z.iso.datetime() }).optional(),
+});
+export type DeliveryRecord = z.infer<typeof deliveryRecordSchema>;
+
+/** The record, from its annotation: JSON, or a bare count as dispatchers before it wrote. */
+export function parseDeliveryRecord(value: string | undefined): DeliveryRecord | undefined {
+  if (value === undefined) return undefined;
+  if (/^\d+$/.test(value)) return { count: Number(value) };
+  return parseAnnotation(deliveryRecordSchema, value);
+}
+
+/** The record of `count` transitions delivered, `last` the latest of them. */
+export function deliveryRecord(count: number, last: Transition | undefined): DeliveryRecord {
+  return { count, ...(last && { last: { phase: last.phase, at: last.at } }) };
+}
+
+const same = (transition: Transition | undefined, last: NonNullable<DeliveryRecord["last"]>) =>
+  transition?.phase === last.phase && transition.at === last.at;
+
+/**
+ * How many of `transitions` count as delivered: up to and including the recorded last
+ * one where it still is; if it has moved, up to where it is now; if it is gone, every
+ * transition not later than it (what happened after it was never sent).
+ */
+export function resumeIndex(record: DeliveryRecord | undefined, transitions: readonly Transition[]): number {
+  if (!record) return 0;
+  const { count, last } = record;
+  if (!last) return Math.min(count, transitions.length);
+  if (same(transitions[count - 1], last)) return count;
+  const moved = transitions.findLastIndex((transition) => same(transition, last));
+  if (moved >= 0) return moved + 1;
+  const deliveredUntil = Date.parse(last.at);
+  const notLater = transitions.findLastIndex((transition) => Date.parse(transition.at) <= deliveredUntil);
+  return notLater + 1;
+}
