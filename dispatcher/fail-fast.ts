@@ -14,6 +14,7 @@ import { ANNOTATION } from "../charts-ts/labels.ts";
 import type { GpuNodes } from "./gpu-nodes.ts";
 import { type FailedFast, historyOf, IMAGE_TROUBLE } from "./job-status.ts";
 import type { JobUpdate, JobWatch } from "./job-watch.ts";
+import { type Log, noLog } from "./log.ts";
 import { autoscalerVerdict, capacityVerdict, type GpuNodeCapacity, gpuDemandOf } from "./node-fit.ts";
 import { REASON } from "./status-model.ts";
 
@@ -33,6 +34,8 @@ export interface FailFastProps {
   readonly gpuNodeCapacity?: GpuNodeCapacity;
   /** The GPU nodes the cluster has now. @default not watched */
   readonly gpuNodes?: GpuNodes;
+  /** @default no log */
+  readonly log?: Log;
 }
 
 interface Verdict {
@@ -142,5 +145,6 @@ export class FailFast {
       },
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
+    (this.props.log ?? noLog)("info", "job failed fast", { job: name, reason: failed.reason, detail: failed.message });
   }
 }

@@ -6,6 +6,7 @@
 import { CoreV1Api, type KubeConfig, ListWatch, type V1Node, Watch } from "@kubernetes/client-node";
 import { GPU_NODE_LABELS } from "../charts-ts/training-job.ts";
 import { restartWhenBroken } from "./job-watch.ts";
+import { errorFields, type Log, noLog } from "./log.ts";
 import { formatGpuNodeCapacity, type GpuNodeCapacity, largestGpuNodes } from "./node-fit.ts";
 
 const GPU_NODE_SELECTOR = `accelerator=${GPU_NODE_LABELS.accelerator}`;
@@ -16,6 +17,8 @@ export interface GpuNodesProps {
   readonly minRestartDelayMs?: number;
   /** @default 10_000 */
   readonly maxRestartDelayMs?: number;
+  /** @default no log */
+  readonly log?: Log;
 }
 
 export class GpuNodes {
@@ -38,6 +41,9 @@ export class GpuNodes {
       minDelayMs: props.minRestartDelayMs ?? 200,
       maxDelayMs: props.maxRestartDelayMs ?? 10_000,
       stopped: () => this.stopped,
+      // Forbidden here means the ClusterRole is missing: jobs then get judged without the nodes.
+      restarted: (error, delayMs) =>
+        (props.log ?? noLog)("warn", "watch broke; restarting it", { watch: "nodes", restartInMs: delayMs, ...errorFields(error) }),
     });
   }
 

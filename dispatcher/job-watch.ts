@@ -19,6 +19,7 @@ import {
 } from "@kubernetes/client-node";
 import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../charts-ts/labels.ts";
 import { deriveJobStatus } from "./job-status.ts";
+import { errorFields, type Log, noLog } from "./log.ts";
 import type { JobStatus } from "./status-model.ts";
 
 const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
@@ -37,6 +38,8 @@ export interface JobWatchProps {
   readonly minRestartDelayMs?: number;
   /** @default 10_000 */
   readonly maxRestartDelayMs?: number;
+  /** @default no log */
+  readonly log?: Log;
 }
 
 /** What per-job state is keyed by: a Job deleted and created again under its name is a new job. */
@@ -58,7 +61,8 @@ export interface RestartPolicy {
   readonly minDelayMs: number;
   readonly maxDelayMs: number;
   readonly stopped: () => boolean;
-  readonly restarted?: () => void;
+  /** Hears of each break: what broke it, and how long until the restart. */
+  readonly restarted?: (error: unknown, delayMs: number) => void;
 }
 
 /**
@@ -71,12 +75,12 @@ export interface RestartPolicy {
 export function restartWhenBroken<T extends KubernetesObject>(listWatch: Pick<ListWatch<T>, "on" | "start">, policy: RestartPolicy): void {
   let failures = 0;
   let restartedAt = Number.NEGATIVE_INFINITY;
-  listWatch.on("error", () => {
+  listWatch.on("error", (error: unknown) => {
     if (policy.stopped()) return;
-    policy.restarted?.();
     if (Date.now() - restartedAt > policy.maxDelayMs * 2) failures = 0;
     const delay = backoffDelay(failures, policy.minDelayMs, policy.maxDelayMs);
     failures += 1;
+    policy.restarted?.(error, delay);
     setTimeout(() => {
       restartedAt = Date.now();
       if (!policy.stopped()) void listWatch.start().catch(() => undefined);
@@ -102,7 +106,7 @@ export class JobWatch {
   restarts = 0;
 
   constructor(props: JobWatchProps) {
-    this.props = { minRestartDelayMs: 200, maxRestartDelayMs: 10_000, ...props };
+    this.props = { minRestartDelayMs: 200, maxRestartDelayMs: 10_000, log: noLog, ...props };
     const batch = props.kubeConfig.makeApiClient(BatchV1Api);
     const core = props.kubeConfig.makeApiClient(CoreV1Api);
     const watch = new Watch(props.kubeConfig);
@@ -132,9 +136,9 @@ export class JobWatch {
       undefined,
       podEvents,
     );
-    this.wire(this.jobs, (job) => job.metadata?.name);
-    this.wire(this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
-    this.wire(this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);
+    this.wire("jobs", this.jobs, (job) => job.metadata?.name);
+    this.wire("pods", this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
+    this.wire("events", this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);
   }
 
   onUpdate(listener: Listener): () => void {
@@ -175,6 +179,7 @@ export class JobWatch {
    * derivation reads only its own pods and events (10,000 jobs must not mean 10,000² work).
    */
   private wire<T extends KubernetesObject>(
+    what: string,
     listWatch: ListWatch<T>,
     jobNameOf: (object: T) => string | undefined,
     index?: Map<string, Map<string, T>>,
@@ -199,8 +204,9 @@ export class JobWatch {
       minDelayMs: this.props.minRestartDelayMs,
       maxDelayMs: this.props.maxRestartDelayMs,
       stopped: () => this.stopped,
-      restarted: () => {
+      restarted: (error, delayMs) => {
         this.restarts += 1;
+        this.props.log("warn", "watch broke; restarting it", { watch: what, restartInMs: delayMs, ...errorFields(error) });
       },
     });
   }

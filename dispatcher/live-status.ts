@@ -9,6 +9,7 @@ import { FailFast } from "./fail-fast.ts";
 import { GpuNodes } from "./gpu-nodes.ts";
 import { JobWatch } from "./job-watch.ts";
 import { LeaderElection } from "./leader-election.ts";
+import { type Log, noLog } from "./log.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
 import type { GpuNodeCapacity } from "./node-fit.ts";
 import { TransitionFeed } from "./transition-feed.ts";
@@ -37,6 +38,8 @@ export interface LiveStatusProps {
    * @default none declared: only present nodes and the autoscaler tell
    */
   readonly gpuNodeCapacity?: GpuNodeCapacity;
+  /** @default no log */
+  readonly log?: Log;
 }
 
 export interface LiveStatus {
@@ -53,7 +56,8 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     ...(props.minRestartDelayMs !== undefined && { minRestartDelayMs: props.minRestartDelayMs }),
     ...(props.maxRestartDelayMs !== undefined && { maxRestartDelayMs: props.maxRestartDelayMs }),
   };
-  const watch = new JobWatch({ kubeConfig: props.kubeConfig, namespace: props.namespace, ...restartDelays });
+  const log = props.log ?? noLog;
+  const watch = new JobWatch({ kubeConfig: props.kubeConfig, namespace: props.namespace, log, ...restartDelays });
   const feed = new TransitionFeed(watch);
   const metrics = props.metrics;
   if (metrics) {
@@ -71,12 +75,13 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       ...(props.backend.minRetryDelayMs !== undefined && { minRetryDelayMs: props.backend.minRetryDelayMs }),
       ...(props.backend.maxRetryDelayMs !== undefined && { maxRetryDelayMs: props.backend.maxRetryDelayMs }),
       ...(props.backend.identity !== undefined && { active: false }),
-      ...(metrics && {
-        observer: {
-          delivered: (_jobId, _transition, lagSeconds) => metrics.callbackDelivered(lagSeconds),
-          failed: () => metrics.callbackFailed(),
+      observer: {
+        delivered: (_jobId, _transition, lagSeconds) => metrics?.callbackDelivered(lagSeconds),
+        failed: (jobId, error) => {
+          metrics?.callbackFailed();
+          log("warn", "status callback failed; retrying", { jobId, error });
         },
-      }),
+      },
     });
   if (callbacks) {
     watch.onUpdate((update) => callbacks.update(update));
@@ -94,13 +99,14 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
           onChange: (leading) => callbacks.setActive(leading),
         })
       : undefined;
-  const gpuNodes = new GpuNodes({ kubeConfig: props.kubeConfig, ...restartDelays });
+  const gpuNodes = new GpuNodes({ kubeConfig: props.kubeConfig, log, ...restartDelays });
   const failFast = new FailFast({
     kubeConfig: props.kubeConfig,
     namespace: props.namespace,
     watch,
     startupDeadlineSeconds: props.startupDeadlineSeconds ?? 600,
     gpuNodes,
+    log,
     ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
   });
   // The nodes first: a job must not be judged against a node list that has not arrived.

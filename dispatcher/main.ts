@@ -5,6 +5,7 @@ import { ConfigError, type DispatcherConfig, loadConfig } from "./config.ts";
 import { KubernetesExecutor } from "./kubernetes-executor.ts";
 import { startLiveStatus } from "./live-status.ts";
 import { LocalExecutor } from "./local-executor.ts";
+import { jsonLinesLog } from "./log.ts";
 import { DispatcherMetrics } from "./metrics.ts";
 import { buildServer } from "./server.ts";
 
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
       metrics,
       startupDeadlineSeconds: config.startupDeadlineSeconds,
       gpuNodeCapacity: config.gpuNodeCapacity,
+      log: jsonLinesLog,
       ...(config.backendUrl !== undefined && {
         backend: {
           url: config.backendUrl,

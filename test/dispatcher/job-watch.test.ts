@@ -40,14 +40,12 @@ describe("restartWhenBroken", () => {
 
   it("waits longer after each failure in a row, up to the cap, while the API server stays away", async () => {
     const watch = new BreakingWatch();
-    let restarts = 0;
+    const reported: { error: unknown; delayMs: number }[] = [];
     restartWhenBroken(asListWatch(watch), {
       minDelayMs: 200,
       maxDelayMs: 10_000,
       stopped: () => false,
-      restarted: () => {
-        restarts += 1;
-      },
+      restarted: (error, delayMs) => reported.push({ error, delayMs }),
     });
     watch.break();
     await vi.advanceTimersByTimeAsync(120_000);
@@ -61,7 +59,10 @@ describe("restartWhenBroken", () => {
     expect(gaps.slice(-3).every((gap) => gap >= 5_000)).toBe(true);
     // About 20 attempts in two minutes, not the ~800 a fixed 150 ms would make.
     expect(watch.starts.length).toBeLessThan(25);
-    expect(restarts).toBe(watch.starts.length + 1);
+    // Each break is reported with what broke it and the delay actually waited.
+    expect(reported.length).toBe(watch.starts.length + 1);
+    expect(reported.slice(0, gaps.length).map((report) => report.delayMs)).toEqual(gaps);
+    expect(reported.every((report) => (report.error as Error).message === "connection refused")).toBe(true);
   });
 
   it("starts again from the shortest delay once a restarted watch has stayed up", async () => {

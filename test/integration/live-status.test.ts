@@ -31,6 +31,8 @@ const token = "live-token";
 const backendToken = "backend-shared-token";
 const auth = { authorization: `Bearer ${token}` };
 
+/** What the dispatcher logged, for the tests that expect an operator to hear of something. */
+const logged: Record<string, unknown>[] = [];
 const DECLARED_POOLS = new Map([
   ["t4", 8],
   ["a100", 8],
@@ -56,6 +58,7 @@ async function startDispatcher(): Promise<void> {
       renewSeconds: 1,
     },
     startupDeadlineSeconds: 3,
+    log: (level, message, fields) => logged.push({ level, message, ...fields }),
     // The pools test/cluster/nodes.yaml stands for.
     gpuNodeCapacity: DECLARED_POOLS,
   });
@@ -171,6 +174,7 @@ describe("status callbacks to the backend", () => {
     await restart();
     await expectDeliveredExactlyOnce(jobId);
     expect(live.watch.restarts).toBeGreaterThan(restartsBefore);
+    expect(logged).toContainEqual(expect.objectContaining({ level: "warn", message: "watch broke; restarting it", watch: "jobs" }));
     // And the watch still sees new work afterwards.
     await expectDeliveredExactlyOnce(await submit());
   });
@@ -322,6 +326,13 @@ describe("failing fast", () => {
       const jobId = await submit({}, { gpu: 2, gpuType: "l4" });
       const failed = await failedFast(jobId);
       expect(failed.message).toBe("no node could ever run this job: asks for 2 GPUs on one node; the largest l4 node has 1");
+      expect(logged).toContainEqual({
+        level: "info",
+        message: "job failed fast",
+        job: trainingJobName(jobId),
+        reason: "NoNodeFits",
+        detail: failed.message,
+      });
       // The scheduler's word came first and stays in the history.
       expect(failed.transitions.map((transition) => transition.phase)).toEqual(["pending", "queued", "failed"]);
       expect(failed.transitions[1]?.message).toMatch(/Insufficient nvidia\.com\/gpu/);
