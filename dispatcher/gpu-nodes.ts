@@ -41,9 +41,12 @@ export class GpuNodes {
       minDelayMs: props.minRestartDelayMs ?? 200,
       maxDelayMs: props.maxRestartDelayMs ?? 10_000,
       stopped: () => this.stopped,
-      // Forbidden here means the ClusterRole is missing: jobs then get judged without the nodes.
-      restarted: (error, delayMs) =>
-        (props.log ?? noLog)("warn", "watch broke; restarting it", { watch: "nodes", restartInMs: delayMs, ...errorFields(error) }),
+      restarted: (error, delayMs) => {
+        const fields = errorFields(error);
+        // Forbidden means the platform chart's ClusterRole is missing: jobs are judged without the nodes until it is there.
+        const level = fields.status === 403 ? "error" : "warn";
+        (props.log ?? noLog)(level, "watch broke; restarting it", { watch: "nodes", restartInMs: delayMs, ...fields });
+      },
     });
   }
 

@@ -3,12 +3,13 @@
 // certificate. Every part that talks to the API server runs once under it: submit,
 // status, logs, stop, the watches (the node watch through the ClusterRole), the
 // callback Lease and the delivery record. And what it was not granted is refused.
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { parseDeliveryRecord } from "../../dispatcher/delivery-record.ts";
+import { GpuNodes } from "../../dispatcher/gpu-nodes.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
 import type { JobStatus } from "../../dispatcher/status-model.ts";
@@ -29,10 +30,10 @@ let dispatcher: KubeConfig;
 let live: LiveStatus;
 let executor: KubernetesExecutor;
 
-/** A kubeconfig that authenticates as the dispatcher's ServiceAccount, like its pod would. */
-async function serviceAccountConfig(): Promise<KubeConfig> {
+/** A kubeconfig that authenticates as a ServiceAccount (the dispatcher's by default), like its pod would. */
+async function serviceAccountConfig(name = serviceAccount): Promise<KubeConfig> {
   const tokenRequest = await admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
-    name: serviceAccount,
+    name,
     namespace: NAMESPACE,
     body: { spec: { audiences: [], expirationSeconds: 3600 } },
   });
@@ -41,9 +42,9 @@ async function serviceAccountConfig(): Promise<KubeConfig> {
   const config = new KubeConfig();
   config.loadFromOptions({
     clusters: [cluster],
-    users: [{ name: serviceAccount, token: tokenRequest.status.token }],
-    contexts: [{ name: serviceAccount, cluster: cluster.name, user: serviceAccount }],
-    currentContext: serviceAccount,
+    users: [{ name, token: tokenRequest.status.token }],
+    contexts: [{ name, cluster: cluster.name, user: name }],
+    currentContext: name,
   });
   return config;
 }
@@ -134,5 +135,37 @@ describe("the dispatcher under its ServiceAccount, with the platform chart's RBA
     expect(await forbidden(() => batch.listNamespacedJob({ namespace: "default" }))).toBe(403);
     expect(await forbidden(() => core.deleteNode({ name: "gpu-node-1", dryRun: "All" }))).toBe(403);
     expect(await forbidden(() => core.readNode({ name: "gpu-node-1" }))).toBe(403);
+  });
+
+  it("reports a missing ClusterRole as an error and judges jobs without the nodes", async () => {
+    // The namespaced Role without the cluster-wide grant: what an install that skipped the ClusterRole runs with.
+    const name = `no-nodes-${RUN}`;
+    const core = admin.makeApiClient(CoreV1Api);
+    const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
+    await core.createNamespacedServiceAccount({ namespace: NAMESPACE, body: { metadata: { name } } });
+    await rbac.createNamespacedRoleBinding({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: serviceAccount },
+        subjects: [{ kind: "ServiceAccount", name, namespace: NAMESPACE }],
+      },
+    });
+    const logged: Record<string, unknown>[] = [];
+    const nodes = new GpuNodes({
+      kubeConfig: await serviceAccountConfig(name),
+      log: (level, message, fields) => logged.push({ level, message, ...fields }),
+    });
+    try {
+      await nodes.start();
+      await until("the refusal to be logged", () => logged.length > 0);
+      expect(logged[0]).toMatchObject({ level: "error", message: "watch broke; restarting it", watch: "nodes", status: 403 });
+      expect(String(logged[0]?.error)).toContain('cannot list resource "nodes"');
+      expect(nodes.largestNodes().size).toBe(0);
+    } finally {
+      await nodes.stop();
+      await rbac.deleteNamespacedRoleBinding({ name, namespace: NAMESPACE });
+      await core.deleteNamespacedServiceAccount({ name, namespace: NAMESPACE });
+    }
   });
 });
