@@ -34,7 +34,8 @@ const same = (transition: Transition | undefined, last: NonNullable<DeliveryReco
 /**
  * How many of `transitions` count as delivered: up to and including the recorded last
  * one where it still is; if it has moved, up to where it is now; if it is gone, every
- * transition not later than it (what happened after it was never sent).
+ * transition earlier than it. Times have whole seconds, so one in the same second as
+ * the lost one is sent (again, perhaps: at least once, never lost).
  */
 export function resumeIndex(record: DeliveryRecord | undefined, transitions: readonly Transition[]): number {
   if (!record) return 0;
@@ -44,6 +45,6 @@ export function resumeIndex(record: DeliveryRecord | undefined, transitions: rea
   const moved = transitions.findLastIndex((transition) => same(transition, last));
   if (moved >= 0) return moved + 1;
   const deliveredUntil = Date.parse(last.at);
-  const notLater = transitions.findLastIndex((transition) => Date.parse(transition.at) <= deliveredUntil);
-  return notLater + 1;
+  const earlier = transitions.findLastIndex((transition) => Date.parse(transition.at) < deliveredUntil);
+  return earlier + 1;
 }

@@ -47,6 +47,13 @@ describe("resumeIndex", () => {
     expect(resumeIndex(record, rewritten)).toBe(1);
   });
 
+  it("sends a transition of the lost one's second rather than risk losing it", () => {
+    // Suspended and resumed within a second: the new attempt started in the second the old one ran.
+    const record = deliveryRecord(3, history[2]);
+    const rewritten = [history[0], transition("starting", 4, 1), transition("running", 5, 1)] as Transition[];
+    expect(resumeIndex(record, rewritten)).toBe(1);
+  });
+
   it("keeps a bare count within the history", () => {
     expect(resumeIndex({ count: 2 }, history)).toBe(2);
     expect(resumeIndex({ count: 9 }, history)).toBe(4);
