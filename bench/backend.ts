@@ -1,4 +1,4 @@
-/** A local HTTP server playing the backend's status endpoint, recording when each callback arrives. */
+/** A local HTTP server playing the backend's status endpoint, recording when each callback arrives (log lines are accepted, not timed). */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { StatusCallback } from "../dispatcher/backend-callbacks.ts";
@@ -22,9 +22,13 @@ export class RecordingBackend {
     });
     request.on("end", () => {
       const at = performance.now();
-      const match = request.url?.match(/^\/api\/v1\/internal\/training\/jobs\/(\d+)\/status$/);
+      const match = request.url?.match(/^\/api\/v1\/internal\/training\/jobs\/(\d+)\/(status|logs)$/);
       if (!match || request.method !== "POST") {
         response.writeHead(404).end();
+        return;
+      }
+      if (match[2] === "logs") {
+        response.writeHead(200, { "content-type": "application/json" }).end("{}");
         return;
       }
       let body: StatusCallback;

@@ -1,6 +1,7 @@
 /**
- * Pushes every status transition to the backend's TrainingLogger endpoint
- * (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`), in order
+ * Pushes every status transition to the backend's TrainingLogger endpoints
+ * (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`, and a line for the
+ * job's log view to `.../logs`, where the trainer's own log_message lines go), in order
  * per job and at least once. What the backend acknowledged is recorded on the Job itself
  * (delivery-record.ts: the count and the last transition), so a restarted dispatcher
  * resumes after the last one the backend confirmed: nothing lost, nothing delivered
@@ -31,6 +32,19 @@ export interface StatusCallback {
    * was rewritten (pods gone without the dispatcher recording them); then it just goes on counting.
    */
   readonly sequence: number;
+}
+
+/** The plan's log_message body: a transition as a line of the job's log, marked as the dispatcher's. */
+export interface LogCallback {
+  readonly message: string;
+  readonly level: "INFO" | "WARNING" | "ERROR";
+}
+
+export function logCallbackOf(transition: Transition): LogCallback {
+  const level = transition.phase === "failed" ? "ERROR" : transition.phase === "retrying" ? "WARNING" : "INFO";
+  const attempt = transition.attempt !== undefined ? ` (attempt ${transition.attempt})` : "";
+  const detail = transition.message !== undefined ? `: ${transition.message}` : "";
+  return { level, message: `dispatcher: ${transition.phase}${attempt}, ${transition.reason}${detail}` };
 }
 
 export interface DeliveryObserver {
@@ -65,6 +79,8 @@ interface JobQueue {
   delivered: number;
   /** The highest sequence the backend acknowledged, recorded or not: a failed record is retried without re-posting. */
   acknowledged: number;
+  /** The same for the transition's log line, its second call. */
+  logged: number;
   latest: readonly Transition[];
   running: boolean;
 }
@@ -123,6 +139,7 @@ export class BackendCallbacks {
       record: undefined,
       delivered: 0,
       acknowledged: 0,
+      logged: 0,
       latest: [],
       running: false,
     };
@@ -130,6 +147,7 @@ export class BackendCallbacks {
     const recorded = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions]);
     if (recorded && recorded.count > (queue.record?.count ?? 0)) queue.record = recorded;
     queue.acknowledged = Math.max(queue.acknowledged, queue.record?.count ?? 0);
+    queue.logged = Math.max(queue.logged, queue.record?.count ?? 0);
     queue.latest = status.transitions;
     queue.delivered = resumeIndex(queue.record, queue.latest);
     this.queues.set(key, queue);
@@ -170,8 +188,12 @@ export class BackendCallbacks {
           const release = await this.slot();
           try {
             if (queue.acknowledged < sent.count) {
-              await this.post(queue.jobId, transition, sent.count);
+              await this.post(queue.jobId, "status", statusCallbackOf(transition, sent.count), sent.count);
               queue.acknowledged = sent.count;
+            }
+            if (queue.logged < sent.count) {
+              await this.post(queue.jobId, "logs", logCallbackOf(transition), sent.count);
+              queue.logged = sent.count;
             }
             await this.record(queue.name, sent);
           } finally {
@@ -194,17 +216,8 @@ export class BackendCallbacks {
     }
   }
 
-  private async post(jobId: number, transition: Transition, sequence: number): Promise<void> {
-    const body: StatusCallback = {
-      status: transition.phase,
-      reason: transition.reason,
-      ...(transition.message !== undefined && { message: transition.message }),
-      ...(transition.attempt !== undefined && { attempt: transition.attempt }),
-      ...(transition.exitCode !== undefined && { exitCode: transition.exitCode }),
-      at: transition.at,
-      sequence,
-    };
-    const url = new URL(`api/v1/internal/training/jobs/${jobId}/status`, withTrailingSlash(this.props.backendUrl));
+  private async post(jobId: number, endpoint: "status" | "logs", body: StatusCallback | LogCallback, sequence: number): Promise<void> {
+    const url = new URL(`api/v1/internal/training/jobs/${jobId}/${endpoint}`, withTrailingSlash(this.props.backendUrl));
     const response = await fetch(url, {
       method: "POST",
       headers: {
@@ -215,7 +228,7 @@ export class BackendCallbacks {
       signal: AbortSignal.timeout(this.props.timeoutMs),
     });
     await response.body?.cancel();
-    if (!response.ok) throw new Error(`backend answered ${response.status} for job ${jobId} transition ${sequence}`);
+    if (!response.ok) throw new Error(`backend answered ${response.status} to ${endpoint} for job ${jobId} transition ${sequence}`);
   }
 
   private async record(name: string, delivered: DeliveryRecord): Promise<void> {
@@ -230,6 +243,18 @@ export class BackendCallbacks {
       if ((error as { code?: number }).code !== 404) throw error;
     }
   }
+}
+
+function statusCallbackOf(transition: Transition, sequence: number): StatusCallback {
+  return {
+    status: transition.phase,
+    reason: transition.reason,
+    ...(transition.message !== undefined && { message: transition.message }),
+    ...(transition.attempt !== undefined && { attempt: transition.attempt }),
+    ...(transition.exitCode !== undefined && { exitCode: transition.exitCode }),
+    at: transition.at,
+    sequence,
+  };
 }
 
 function withTrailingSlash(url: string): string {

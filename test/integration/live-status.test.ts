@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
+import { logCallbackOf } from "../../dispatcher/backend-callbacks.ts";
 import { parseDeliveryRecord } from "../../dispatcher/delivery-record.ts";
 import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live-status.ts";
@@ -140,6 +141,9 @@ async function expectDeliveredExactlyOnce(jobId: number): Promise<void> {
   expect(received.map((call) => call.sequence)).toEqual(final.transitions.map((_, index) => index + 1));
   expect(received.map((call) => call.status)).toEqual(final.transitions.map((transition) => transition.phase));
   expect(received.map((call) => call.at)).toEqual(final.transitions.map((transition) => transition.at));
+  // Each transition's line for the job's log view, in the same order, once.
+  await until(`all log lines of job ${jobId} delivered`, () => backend.logsOf(jobId).length >= final.transitions.length);
+  expect(backend.logsOf(jobId)).toEqual(final.transitions.map(logCallbackOf));
   await until(`the delivered annotation of job ${jobId}`, async () => (await deliveredAnnotation(jobId)) === final.transitions.length);
 }
 
