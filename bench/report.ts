@@ -56,67 +56,69 @@ export interface Results {
 
 const ms = (summary: Summary | undefined, key: "p50" | "p99") => (summary ? `${summary[key]} ms` : "n/a");
 
+/**
+ * A target's row: judged from its phase's result, or "no data" when the phase gave none.
+ * `target` names it when there is no result; a judgement may name it more precisely.
+ */
+function judged<T>(
+  id: string,
+  target: string,
+  result: T | undefined,
+  judge: (result: T) => Pick<Target, "figure" | "verdict"> & { readonly target?: string },
+): Target {
+  return result === undefined ? { id, target, figure: "n/a", verdict: "no data" } : { id, target, ...judge(result) };
+}
+
 export function targets(phases: PhaseResults): Target[] {
-  const out: Target[] = [];
   const submit = phases.submit?.result;
-  out.push(
-    submit?.p50Ratio !== undefined
-      ? {
-          id: "submit",
-          target: "dispatcher submit p50 within 1.5x of a bare client-node create",
-          figure: `p50 ${ms(submit.dispatcherMs, "p50")} vs ${ms(submit.bareMs, "p50")} = ${submit.p50Ratio}x; p99 ${ms(submit.dispatcherMs, "p99")} vs ${ms(submit.bareMs, "p99")}`,
-          verdict: submit.p50Ratio <= 1.5 ? "met" : "not met",
-        }
-      : { id: "submit", target: "dispatcher submit p50 within 1.5x of a bare create", figure: "n/a", verdict: "no data" },
-  );
-  const sustained = phases.sustained?.result;
-  out.push(
-    sustained
-      ? {
-          id: "sustained",
-          target: "no errors under sustained load",
-          figure: `${sustained.perSecond} submissions/s for ${sustained.seconds} s at concurrency ${sustained.concurrency}; ${sustained.errors} errors; ${sustained.stored}/${sustained.accepted} stored`,
-          verdict: sustained.errors === 0 && sustained.stored === sustained.accepted ? "met" : "not met",
-        }
-      : { id: "sustained", target: "no errors under sustained load", figure: "n/a", verdict: "no data" },
-  );
   const propagation = phases.propagation?.result;
-  const missing = propagation ? propagation.missing.callback + propagation.missing.sse : 0;
-  out.push(
-    propagation?.callbackMs && propagation.sseMs
-      ? {
-          id: "propagation",
-          target: "condition change -> backend callback and SSE < 1 s p99",
-          figure: `callback p50 ${ms(propagation.callbackMs, "p50")} p99 ${ms(propagation.callbackMs, "p99")}; SSE p50 ${ms(propagation.sseMs, "p50")} p99 ${ms(propagation.sseMs, "p99")}; plan's ${propagation.pollIntervalSeconds} s poller p50 ${ms(propagation.pollerMs, "p50")} p99 ${ms(propagation.pollerMs, "p99")} (n=${propagation.jobs})`,
-          verdict: propagation.callbackMs.p99 < 1000 && propagation.sseMs.p99 < 1000 && missing === 0 ? "met" : "not met",
-        }
-      : { id: "propagation", target: "condition change -> callback and SSE < 1 s p99", figure: "n/a", verdict: "no data" },
-  );
-  const api = phases.apiserver?.result;
-  out.push(
-    api
-      ? {
-          id: "apiserver",
-          target: `O(1) watches, not O(N) requests: API requests/s tracking ${api.trackedJobs} jobs (net of baseline; met if the dispatcher adds < 1 req/s on jobs/pods/events)`,
-          figure: `dispatcher ${api.dispatcher.netPerSecond} req/s (jobs/pods/events ${api.dispatcher.netTrainingPerSecond}) vs poller ${api.poller.netPerSecond} req/s (jobs/pods/events ${api.poller.netTrainingPerSecond}); baseline ${api.baseline.perSecond} req/s`,
-          verdict: api.dispatcher.netTrainingPerSecond < 1 ? "met" : "not met",
-        }
-      : { id: "apiserver", target: "O(1) watches, not O(N) requests", figure: "n/a", verdict: "no data" },
-  );
   const memory = phases.memory?.result;
   const describe = (variant: MemoryVariant) =>
     `${variant.name}: ${variant.atN.rssMB} MB (peak ${variant.peakRssMB} MB, ${variant.before.rssMB} MB before any job; ~${variant.rssPerJobKB} KB RSS, ~${variant.heapPerJobKB ?? "n/a"} KB live heap per job)`;
-  out.push(
-    memory && memory.variants.length > 0
-      ? {
-          id: "memory",
-          target: `dispatcher RSS while tracking ${memory.jobs} jobs (report)`,
-          figure: memory.variants.map(describe).join("; "),
-          verdict: "reported",
-        }
-      : { id: "memory", target: "dispatcher RSS while tracking 10,000 jobs (report)", figure: "n/a", verdict: "no data" },
-  );
-  return out;
+  return [
+    judged(
+      "submit",
+      "dispatcher submit p50 within 1.5x of a bare create",
+      submit?.p50Ratio !== undefined ? { ...submit, p50Ratio: submit.p50Ratio } : undefined,
+      (result) => ({
+        target: "dispatcher submit p50 within 1.5x of a bare client-node create",
+        figure: `p50 ${ms(result.dispatcherMs, "p50")} vs ${ms(result.bareMs, "p50")} = ${result.p50Ratio}x; p99 ${ms(result.dispatcherMs, "p99")} vs ${ms(result.bareMs, "p99")}`,
+        verdict: result.p50Ratio <= 1.5 ? "met" : "not met",
+      }),
+    ),
+    judged("sustained", "no errors under sustained load", phases.sustained?.result, (result) => ({
+      figure: `${result.perSecond} submissions/s for ${result.seconds} s at concurrency ${result.concurrency}; ${result.errors} errors; ${result.stored}/${result.accepted} stored`,
+      verdict: result.errors === 0 && result.stored === result.accepted ? "met" : "not met",
+    })),
+    judged(
+      "propagation",
+      "condition change -> callback and SSE < 1 s p99",
+      propagation?.callbackMs && propagation.sseMs
+        ? { ...propagation, callbackMs: propagation.callbackMs, sseMs: propagation.sseMs }
+        : undefined,
+      (result) => ({
+        target: "condition change -> backend callback and SSE < 1 s p99",
+        figure: `callback p50 ${ms(result.callbackMs, "p50")} p99 ${ms(result.callbackMs, "p99")}; SSE p50 ${ms(result.sseMs, "p50")} p99 ${ms(result.sseMs, "p99")}; plan's ${result.pollIntervalSeconds} s poller p50 ${ms(result.pollerMs, "p50")} p99 ${ms(result.pollerMs, "p99")} (n=${result.jobs})`,
+        verdict:
+          result.callbackMs.p99 < 1000 && result.sseMs.p99 < 1000 && result.missing.callback + result.missing.sse === 0 ? "met" : "not met",
+      }),
+    ),
+    judged("apiserver", "O(1) watches, not O(N) requests", phases.apiserver?.result, (result) => ({
+      target: `O(1) watches, not O(N) requests: API requests/s tracking ${result.trackedJobs} jobs (net of baseline; met if the dispatcher adds < 1 req/s on jobs/pods/events)`,
+      figure: `dispatcher ${result.dispatcher.netPerSecond} req/s (jobs/pods/events ${result.dispatcher.netTrainingPerSecond}) vs poller ${result.poller.netPerSecond} req/s (jobs/pods/events ${result.poller.netTrainingPerSecond}); baseline ${result.baseline.perSecond} req/s`,
+      verdict: result.dispatcher.netTrainingPerSecond < 1 ? "met" : "not met",
+    })),
+    judged(
+      "memory",
+      "dispatcher RSS while tracking 10,000 jobs (report)",
+      memory && memory.variants.length > 0 ? memory : undefined,
+      (result) => ({
+        target: `dispatcher RSS while tracking ${result.jobs} jobs (report)`,
+        figure: result.variants.map(describe).join("; "),
+        verdict: "reported",
+      }),
+    ),
+  ];
 }
 
 const cell = (value: unknown) => String(value ?? "n/a").replaceAll("|", "\\|");
