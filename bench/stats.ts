@@ -1,5 +1,5 @@
 /** Percentiles and small numeric helpers for the benchmark figures. */
-import { apiServerMessage } from "../dispatcher/kubernetes-executor.ts";
+import { apiServerMessage } from "../dispatcher/api-error.ts";
 
 export interface Summary {
   readonly n: number;

@@ -1,4 +1,5 @@
 /** The one error shape every route answers with: {"error": {"code", "message", "field"?}}. */
+import { ApiException } from "@kubernetes/client-node";
 import { z } from "zod";
 
 export const ERROR_CODES = [
@@ -41,3 +42,17 @@ export class ApiError extends Error {
 }
 
 export const notFound = (jobId: number) => new ApiError(404, "not_found", `no training job ${jobId}`);
+
+/** The API server's message from a failed call: its Status body when there is one. */
+export function apiServerMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    try {
+      const body = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
+      if (body && typeof body.message === "string") return body.message;
+    } catch {
+      // Not a Status object: fall through to the exception's own text.
+    }
+    return `${error.code}: ${String(error.body ?? error.message)}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}

@@ -20,7 +20,7 @@ import type { TrainingRequest } from "../charts-ts/request.ts";
 import type { PlatformSettings } from "../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-chart.ts";
-import { ApiError } from "./api-error.ts";
+import { ApiError, apiServerMessage } from "./api-error.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
 import { deriveJobStatus, historyOf } from "./job-status.ts";
 import { jobIdOf } from "./job-watch.ts";
@@ -36,20 +36,6 @@ export interface DryRunVerdict {
 
 function isApiError(error: unknown, code: number): boolean {
   return error instanceof ApiException && error.code === code;
-}
-
-/** The API server's message from a failed call: its Status body when there is one. */
-export function apiServerMessage(error: unknown): string {
-  if (error instanceof ApiException) {
-    try {
-      const body = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
-      if (body && typeof body.message === "string") return body.message;
-    } catch {
-      // Not a Status object: fall through to the exception's own text.
-    }
-    return `${error.code}: ${String(error.body ?? error.message)}`;
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 function unavailable(error: unknown): ApiError {

@@ -4,6 +4,7 @@
  * server's pino logger writes, so both read as one stream. Secrets never reach it.
  */
 import { ApiException } from "@kubernetes/client-node";
+import { apiServerMessage } from "./api-error.ts";
 
 export type LogLevel = "info" | "warn" | "error";
 export type Log = (level: LogLevel, message: string, fields?: Readonly<Record<string, unknown>>) => void;
@@ -18,15 +19,5 @@ export const noLog: Log = () => undefined;
 
 /** An error's gist for a log line: the API server's status and message, not its whole response. */
 export function errorFields(error: unknown): Record<string, unknown> {
-  if (error instanceof ApiException) {
-    const body: unknown = error.body;
-    let message: unknown;
-    try {
-      message = (typeof body === "string" ? JSON.parse(body) : body)?.message;
-    } catch {
-      message = undefined;
-    }
-    return { status: error.code, error: typeof message === "string" ? message : `HTTP ${error.code}` };
-  }
-  return { error: error instanceof Error ? error.message : String(error) };
+  return { ...(error instanceof ApiException && { status: error.code }), error: apiServerMessage(error) };
 }

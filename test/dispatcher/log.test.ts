@@ -17,7 +17,7 @@ describe("errorFields", () => {
       status: 403,
       error: 'nodes is forbidden: User "system:serviceaccount:training:training-dispatcher" cannot list resource "nodes"',
     });
-    expect(errorFields(new ApiException(502, "Bad Gateway", "<html>", {}))).toEqual({ status: 502, error: "HTTP 502" });
+    expect(errorFields(new ApiException(502, "Bad Gateway", "<html>", {}))).toEqual({ status: 502, error: "502: <html>" });
     expect(errorFields(new Error("connect ECONNREFUSED 127.0.0.1:6443"))).toEqual({ error: "connect ECONNREFUSED 127.0.0.1:6443" });
   });
 });

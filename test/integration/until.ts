@@ -1,14 +1,10 @@
-/** Polls `probe` every 100 ms until it gives a value (not undefined or false); fails naming `what` after the timeout. */
-export async function until<T>(
+import { until as poll } from "../../bench/stats.ts";
+
+/** bench/stats.ts's `until`, with the integration tests' defaults: a minute, polled every 100 ms. */
+export function until<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 60_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  return poll(what, probe, timeoutMs, undefined, 100);
 }
