@@ -118,7 +118,7 @@ export class FailFast {
 
   private async giveUp(name: string): Promise<void> {
     this.timers.delete(name);
-    const current = this.props.watch.current().find((update) => update.job.metadata?.name === name);
+    const current = this.props.watch.get(name);
     const verdict = current && this.verdict(current);
     if (!current || !verdict) return;
     if (verdict.due > Date.now()) {

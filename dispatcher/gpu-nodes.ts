@@ -6,7 +6,7 @@
 import { CoreV1Api, type KubeConfig, ListWatch, type V1Node, Watch } from "@kubernetes/client-node";
 import { GPU_NODE_LABELS } from "../charts-ts/training-job.ts";
 import { restartWhenBroken } from "./job-watch.ts";
-import { errorFields, type Log, noLog } from "./log.ts";
+import type { Log } from "./log.ts";
 import { formatGpuNodeCapacity, type GpuNodeCapacity, largestGpuNodes } from "./node-fit.ts";
 
 const GPU_NODE_SELECTOR = `accelerator=${GPU_NODE_LABELS.accelerator}`;
@@ -37,16 +37,13 @@ export class GpuNodes {
       GPU_NODE_SELECTOR,
     );
     for (const verb of ["add", "update", "delete"] as const) this.nodes.on(verb, () => this.recount());
+    // Forbidden here means the ClusterRole is missing: jobs are judged without the nodes until it is there.
     restartWhenBroken(this.nodes, {
+      watch: "nodes",
       minDelayMs: props.minRestartDelayMs ?? 200,
       maxDelayMs: props.maxRestartDelayMs ?? 10_000,
       stopped: () => this.stopped,
-      restarted: (error, delayMs) => {
-        const fields = errorFields(error);
-        // Forbidden means the platform chart's ClusterRole is missing: jobs are judged without the nodes until it is there.
-        const level = fields.status === 403 ? "error" : "warn";
-        (props.log ?? noLog)(level, "watch broke; restarting it", { watch: "nodes", restartInMs: delayMs, ...fields });
-      },
+      ...(props.log && { log: props.log }),
     });
   }
 

@@ -58,9 +58,13 @@ export function backoffDelay(attempt: number, minMs: number, maxMs: number, rand
 }
 
 export interface RestartPolicy {
+  /** What is watched, for the log line each break writes. */
+  readonly watch: string;
   readonly minDelayMs: number;
   readonly maxDelayMs: number;
   readonly stopped: () => boolean;
+  /** @default no log */
+  readonly log?: Log;
   /** Hears of each break: what broke it, and how long until the restart. */
   readonly restarted?: (error: unknown, delayMs: number) => void;
 }
@@ -80,6 +84,13 @@ export function restartWhenBroken<T extends KubernetesObject>(listWatch: Pick<Li
     if (Date.now() - restartedAt > policy.maxDelayMs * 2) failures = 0;
     const delay = backoffDelay(failures, policy.minDelayMs, policy.maxDelayMs);
     failures += 1;
+    const fields = errorFields(error);
+    // Forbidden does not heal by retrying: the RBAC the platform chart grants is missing.
+    (policy.log ?? noLog)(fields.status === 403 ? "error" : "warn", "watch broke; restarting it", {
+      watch: policy.watch,
+      restartInMs: delay,
+      ...fields,
+    });
     policy.restarted?.(error, delay);
     setTimeout(() => {
       restartedAt = Date.now();
@@ -97,7 +108,8 @@ export class JobWatch {
   private readonly events: ListWatch<CoreV1Event>;
   private readonly listeners = new Set<Listener>();
   private readonly dirty = new Set<string>();
-  private readonly statuses = new Map<string, JobStatus>();
+  /** The latest derivation of each job, by Job name: what listeners last heard. */
+  private readonly latest = new Map<string, JobUpdate>();
   private readonly podsByJob = new Map<string, Map<string, V1Pod>>();
   private readonly eventsByJob = new Map<string, Map<string, CoreV1Event>>();
   private flushScheduled = false;
@@ -163,15 +175,12 @@ export class JobWatch {
 
   /** Every tracked job's latest status. */
   current(): JobUpdate[] {
-    return this.jobs.list().flatMap((job) => {
-      const name = job.metadata?.name ?? "";
-      const status = this.statuses.get(name);
-      return status ? [{ job, status, events: this.eventsOf(name) }] : [];
-    });
+    return [...this.latest.values()];
   }
 
-  private eventsOf(jobName: string): CoreV1Event[] {
-    return [...(this.eventsByJob.get(jobName)?.values() ?? [])];
+  /** One job's latest status, by Job name. */
+  get(jobName: string): JobUpdate | undefined {
+    return this.latest.get(jobName);
   }
 
   /**
@@ -201,12 +210,13 @@ export class JobWatch {
     listWatch.on("update", touched(false));
     listWatch.on("delete", touched(true));
     restartWhenBroken(listWatch, {
+      watch: what,
       minDelayMs: this.props.minRestartDelayMs,
       maxDelayMs: this.props.maxRestartDelayMs,
       stopped: () => this.stopped,
-      restarted: (error, delayMs) => {
+      log: this.props.log,
+      restarted: () => {
         this.restarts += 1;
-        this.props.log("warn", "watch broke; restarting it", { watch: what, restartInMs: delayMs, ...errorFields(error) });
       },
     });
   }
@@ -227,13 +237,13 @@ export class JobWatch {
   private derive(jobName: string): void {
     const job = this.jobs.get(jobName, this.props.namespace);
     if (!job) {
-      this.statuses.delete(jobName);
+      this.latest.delete(jobName);
       return;
     }
     const pods = [...(this.podsByJob.get(jobName)?.values() ?? [])];
-    const events = this.eventsOf(jobName);
-    const status = deriveJobStatus({ job, pods, events }, jobIdOf(job));
-    this.statuses.set(jobName, status);
-    for (const listener of this.listeners) listener({ job, status, events });
+    const events = [...(this.eventsByJob.get(jobName)?.values() ?? [])];
+    const update = { job, status: deriveJobStatus({ job, pods, events }, jobIdOf(job)), events };
+    this.latest.set(jobName, update);
+    for (const listener of this.listeners) listener(update);
   }
 }

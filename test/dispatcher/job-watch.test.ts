@@ -42,6 +42,7 @@ describe("restartWhenBroken", () => {
     const watch = new BreakingWatch();
     const reported: { error: unknown; delayMs: number }[] = [];
     restartWhenBroken(asListWatch(watch), {
+      watch: "jobs",
       minDelayMs: 200,
       maxDelayMs: 10_000,
       stopped: () => false,
@@ -67,7 +68,7 @@ describe("restartWhenBroken", () => {
 
   it("starts again from the shortest delay once a restarted watch has stayed up", async () => {
     const watch = new BreakingWatch();
-    restartWhenBroken(asListWatch(watch), { minDelayMs: 200, maxDelayMs: 1_000, stopped: () => false });
+    restartWhenBroken(asListWatch(watch), { watch: "jobs", minDelayMs: 200, maxDelayMs: 1_000, stopped: () => false });
     watch.break();
     await vi.advanceTimersByTimeAsync(5_000);
     watch.down = false;
@@ -85,7 +86,7 @@ describe("restartWhenBroken", () => {
   it("does not restart a stopped watch", async () => {
     const watch = new BreakingWatch();
     let stopped = false;
-    restartWhenBroken(asListWatch(watch), { minDelayMs: 200, maxDelayMs: 1_000, stopped: () => stopped });
+    restartWhenBroken(asListWatch(watch), { watch: "jobs", minDelayMs: 200, maxDelayMs: 1_000, stopped: () => stopped });
     watch.break();
     stopped = true;
     await vi.advanceTimersByTimeAsync(5_000);
