@@ -1,7 +1,7 @@
 /** A local HTTP server playing the backend's status endpoint, recording when each callback arrives (log lines are accepted, not timed). */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { StatusCallback } from "../dispatcher/backend-callbacks.ts";
+import type { StatusCallback } from "../dispatcher/live/backend-callbacks.ts";
 
 export interface ReceivedCallback {
   readonly jobId: number;

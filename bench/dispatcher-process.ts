@@ -13,10 +13,10 @@
 import { readdirSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
 import { platformSettings } from "../charts-ts/settings.ts";
-import { KubernetesExecutor } from "../dispatcher/kubernetes-executor.ts";
-import { startLiveStatus } from "../dispatcher/live-status.ts";
-import { DispatcherMetrics } from "../dispatcher/metrics.ts";
-import { buildServer } from "../dispatcher/server.ts";
+import { KubernetesExecutor } from "../dispatcher/executors/kubernetes-executor.ts";
+import { buildServer } from "../dispatcher/http/server.ts";
+import { startLiveStatus } from "../dispatcher/live/live-status.ts";
+import { DispatcherMetrics } from "../dispatcher/live/metrics.ts";
 
 export interface DispatcherProcessOptions {
   readonly kubeconfig: string;

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { EXECUTORS, type Executor } from "../charts-ts/request.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettings, platformSettings } from "../charts-ts/settings.ts";
-import { type GpuNodeCapacity, parseGpuNodeCapacity } from "./node-fit.ts";
+import { type GpuNodeCapacity, parseGpuNodeCapacity } from "./status/node-fit.ts";
 
 /** Environment variable names; the platform chart's Deployment sets the same ones. */
 export const DISPATCHER_ENV = {

@@ -9,9 +9,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PLAN_FULL_EXAMPLE } from "../charts-ts/samples.ts";
-import { LocalExecutor } from "./local-executor.ts";
-import { buildServer } from "./server.ts";
-import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
+import { LocalExecutor } from "./executors/local-executor.ts";
+import { buildServer } from "./http/server.ts";
+import { type JobStatus, TERMINAL_PHASES } from "./status/status-model.ts";
 
 const token = "demo-token";
 const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };

@@ -2,12 +2,12 @@
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, type DispatcherConfig, loadConfig } from "./config.ts";
-import { KubernetesExecutor } from "./kubernetes-executor.ts";
-import { startLiveStatus } from "./live-status.ts";
-import { LocalExecutor } from "./local-executor.ts";
+import { KubernetesExecutor } from "./executors/kubernetes-executor.ts";
+import { LocalExecutor } from "./executors/local-executor.ts";
+import { buildServer } from "./http/server.ts";
+import { startLiveStatus } from "./live/live-status.ts";
+import { DispatcherMetrics } from "./live/metrics.ts";
 import { jsonLinesLog } from "./log.ts";
-import { DispatcherMetrics } from "./metrics.ts";
-import { buildServer } from "./server.ts";
 
 function kubeConfigFor(config: DispatcherConfig): KubeConfig | undefined {
   const kubeConfig = new KubeConfig();

@@ -1,7 +1,7 @@
 import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
 import { DISPATCHER_ENV } from "../../dispatcher/config.ts";
-import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/node-fit.ts";
+import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/status/node-fit.ts";
 import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
 import type { PlatformSettings } from "../settings.ts";
 

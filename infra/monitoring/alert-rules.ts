@@ -4,7 +4,7 @@
  * from the dispatcher's list.
  */
 import { DISPATCHER_SCRAPE_JOB, METRIC, METRIC_LABEL } from "../../dispatcher/metric-names.ts";
-import type { Phase } from "../../dispatcher/status-model.ts";
+import type { Phase } from "../../dispatcher/status/status-model.ts";
 
 export interface AlertRule {
   readonly alert: string;

@@ -3,7 +3,7 @@
  * metric names so a renamed metric cannot leave a silently empty panel.
  */
 import { METRIC, METRIC_LABEL } from "../../dispatcher/metric-names.ts";
-import type { Phase } from "../../dispatcher/status-model.ts";
+import type { Phase } from "../../dispatcher/status/status-model.ts";
 
 export const TRAINING_DASHBOARD_UID = "training-jobs";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { logCallbackOf } from "../../dispatcher/backend-callbacks.ts";
+import { logCallbackOf } from "../../dispatcher/live/backend-callbacks.ts";
 
 const at = "2026-11-29T12:00:00.000Z";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { deliveryRecord, parseDeliveryRecord, resumeIndex } from "../../dispatcher/delivery-record.ts";
-import type { Transition } from "../../dispatcher/status-model.ts";
+import { deliveryRecord, parseDeliveryRecord, resumeIndex } from "../../dispatcher/live/delivery-record.ts";
+import type { Transition } from "../../dispatcher/status/status-model.ts";
 
 const at = (seconds: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, seconds)).toISOString();
 const transition = (phase: Transition["phase"], seconds: number, attempt?: number): Transition => ({

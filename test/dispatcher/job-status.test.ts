@@ -1,7 +1,7 @@
 import type { CoreV1Event, V1ContainerState, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
-import { deriveJobStatus, historyOf } from "../../dispatcher/job-status.ts";
+import { deriveJobStatus, historyOf } from "../../dispatcher/status/job-status.ts";
 
 // Realistic objects as the API server returns them, built at fixed times: t(0) is the Job's creation.
 const t = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds));

@@ -3,7 +3,7 @@
 // in test/integration.
 import type { KubernetesObject, ListWatch } from "@kubernetes/client-node";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { backoffDelay, restartWhenBroken } from "../../dispatcher/job-watch.ts";
+import { backoffDelay, restartWhenBroken } from "../../dispatcher/live/job-watch.ts";
 
 class BreakingWatch {
   readonly starts: number[] = [];

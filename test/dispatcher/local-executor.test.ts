@@ -5,9 +5,9 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalExecutor } from "../../dispatcher/local-executor.ts";
-import { buildServer } from "../../dispatcher/server.ts";
-import type { JobStatus } from "../../dispatcher/status-model.ts";
+import { LocalExecutor } from "../../dispatcher/executors/local-executor.ts";
+import { buildServer } from "../../dispatcher/http/server.ts";
+import type { JobStatus } from "../../dispatcher/status/status-model.ts";
 
 const token = "local-test-token";
 const auth = { authorization: `Bearer ${token}` };

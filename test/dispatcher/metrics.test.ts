@@ -5,9 +5,9 @@ import { describe, expect, it } from "vitest";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
-import type { JobUpdate } from "../../dispatcher/job-watch.ts";
-import { DispatcherMetrics } from "../../dispatcher/metrics.ts";
-import type { JobStatus, Transition } from "../../dispatcher/status-model.ts";
+import type { JobUpdate } from "../../dispatcher/live/job-watch.ts";
+import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
+import type { JobStatus, Transition } from "../../dispatcher/status/status-model.ts";
 
 const job = renderTrainingJob(
   trainingRequest({

@@ -9,7 +9,7 @@ import {
   gpuDemandOf,
   largestGpuNodes,
   parseGpuNodeCapacity,
-} from "../../dispatcher/node-fit.ts";
+} from "../../dispatcher/status/node-fit.ts";
 
 const none = new Map<string, number>();
 

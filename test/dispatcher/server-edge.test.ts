@@ -5,8 +5,8 @@ import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalExecutor } from "../../dispatcher/local-executor.ts";
-import { buildServer } from "../../dispatcher/server.ts";
+import { LocalExecutor } from "../../dispatcher/executors/local-executor.ts";
+import { buildServer } from "../../dispatcher/http/server.ts";
 
 const token = "edge-test-token";
 const workDir = mkdtempSync(join(tmpdir(), "edge-"));

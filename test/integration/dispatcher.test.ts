@@ -8,9 +8,9 @@ import { LABEL, TRAINING_JOB_APP, trainingJobName } from "../../charts-ts/labels
 import { parseTrainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import type { Manifest } from "../../charts-ts/training-job-chart.ts";
-import { KubernetesExecutor } from "../../dispatcher/kubernetes-executor.ts";
-import { buildServer } from "../../dispatcher/server.ts";
-import type { JobStatus, Phase } from "../../dispatcher/status-model.ts";
+import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
+import { buildServer } from "../../dispatcher/http/server.ts";
+import type { JobStatus, Phase } from "../../dispatcher/status/status-model.ts";
 import { applyPlatform } from "./platform.ts";
 
 const kubeConfig = new KubeConfig();

@@ -2,7 +2,7 @@
 // integration tests: it records what it accepts, and answers 500 while told to fail.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { BACKEND_TOKEN_HEADER, type LogCallback, type StatusCallback } from "../../dispatcher/backend-callbacks.ts";
+import { BACKEND_TOKEN_HEADER, type LogCallback, type StatusCallback } from "../../dispatcher/live/backend-callbacks.ts";
 
 /** The backend: records every status and log call it accepts; answers 500 while `failing`. */
 export class RecordingBackend {

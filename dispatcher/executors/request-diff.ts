@@ -2,9 +2,9 @@
  * Tells an identical resubmission from a conflicting one: both executors store
  * the normalized request as canonical JSON and compare against it.
  */
-import { canonicalJson } from "../charts-ts/canonical-json.ts";
-import type { TrainingRequest } from "../charts-ts/request.ts";
-import { ApiError } from "./api-error.ts";
+import { canonicalJson } from "../../charts-ts/canonical-json.ts";
+import type { TrainingRequest } from "../../charts-ts/request.ts";
+import { ApiError } from "../api-error.ts";
 
 /** Dotted paths whose values differ between two JSON values, e.g. ["epochs", "resources.gpu"]. */
 export function differingFields(before: unknown, after: unknown, path = ""): string[] {

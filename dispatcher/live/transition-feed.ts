@@ -6,9 +6,9 @@
  *   all jobs: id = `<at in ms>-<jobId>-<sequence>`, ordered by time, then job, then sequence
  */
 import type { V1Job } from "@kubernetes/client-node";
-import { LABEL } from "../charts-ts/labels.ts";
+import { LABEL } from "../../charts-ts/labels.ts";
+import type { Phase, Transition } from "../status/status-model.ts";
 import { type JobUpdate, type JobWatch, jobKeyOf } from "./job-watch.ts";
-import type { Phase, Transition } from "./status-model.ts";
 
 export interface FeedEvent {
   readonly id: string;

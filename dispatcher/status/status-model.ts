@@ -3,7 +3,7 @@
  * schemas, so the TypeScript types and the OpenAPI document come from one place.
  */
 import { z } from "zod";
-import { EXECUTORS } from "../charts-ts/request.ts";
+import { EXECUTORS } from "../../charts-ts/request.ts";
 
 export const PHASES = ["pending", "queued", "starting", "running", "retrying", "completed", "failed", "stopped"] as const;
 export type Phase = (typeof PHASES)[number];

@@ -4,10 +4,10 @@
  * when that changes, so a job judged against yesterday's nodes is judged again.
  */
 import { CoreV1Api, type KubeConfig, ListWatch, type V1Node, Watch } from "@kubernetes/client-node";
-import { GPU_NODE_LABELS } from "../charts-ts/training-job.ts";
+import { GPU_NODE_LABELS } from "../../charts-ts/training-job.ts";
+import type { Log } from "../log.ts";
+import { formatGpuNodeCapacity, type GpuNodeCapacity, largestGpuNodes } from "../status/node-fit.ts";
 import { restartWhenBroken } from "./job-watch.ts";
-import type { Log } from "./log.ts";
-import { formatGpuNodeCapacity, type GpuNodeCapacity, largestGpuNodes } from "./node-fit.ts";
 
 const GPU_NODE_SELECTOR = `accelerator=${GPU_NODE_LABELS.accelerator}`;
 

@@ -5,16 +5,16 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
-import { FRAMEWORKS } from "../charts-ts/catalogue.ts";
-import { EXECUTORS, type Executor, parseTrainingRequest, type TrainingRequest } from "../charts-ts/request.ts";
-import { ApiError, notFound } from "./api-error.ts";
+import { FRAMEWORKS } from "../../charts-ts/catalogue.ts";
+import { EXECUTORS, type Executor, parseTrainingRequest, type TrainingRequest } from "../../charts-ts/request.ts";
+import { ApiError, notFound } from "../api-error.ts";
+import type { JobExecutor, JobPage } from "../executors/job-executor.ts";
+import type { KubernetesExecutor } from "../executors/kubernetes-executor.ts";
+import type { DispatcherMetrics } from "../live/metrics.ts";
+import type { FeedEvent, FeedFilter, TransitionFeed } from "../live/transition-feed.ts";
+import { type JobStatus, PHASES } from "../status/status-model.ts";
 import { bearerTokenMatches } from "./auth.ts";
-import type { JobExecutor, JobPage } from "./job-executor.ts";
-import type { KubernetesExecutor } from "./kubernetes-executor.ts";
-import type { DispatcherMetrics } from "./metrics.ts";
 import { openApiDocument } from "./openapi.ts";
-import { type JobStatus, PHASES } from "./status-model.ts";
-import type { FeedEvent, FeedFilter, TransitionFeed } from "./transition-feed.ts";
 
 export interface Executors {
   readonly kubernetes?: KubernetesExecutor;

@@ -5,11 +5,11 @@
  */
 import type { V1Job } from "@kubernetes/client-node";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { LABEL } from "../charts-ts/labels.ts";
+import { LABEL } from "../../charts-ts/labels.ts";
+import { METRIC, METRIC_LABEL } from "../metric-names.ts";
+import { gpuDemandOf } from "../status/node-fit.ts";
+import { PHASES, type Transition } from "../status/status-model.ts";
 import { type JobUpdate, jobKeyOf } from "./job-watch.ts";
-import { METRIC, METRIC_LABEL } from "./metric-names.ts";
-import { gpuDemandOf } from "./node-fit.ts";
-import { PHASES, type Transition } from "./status-model.ts";
 
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const WAIT_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];

@@ -1,7 +1,7 @@
 /** What the HTTP routes need from a place that runs training jobs: Kubernetes or a local subprocess. */
 import type { Readable } from "node:stream";
-import type { Executor, TrainingRequest } from "../charts-ts/request.ts";
-import type { JobStatus, Phase } from "./status-model.ts";
+import type { Executor, TrainingRequest } from "../../charts-ts/request.ts";
+import type { JobStatus, Phase } from "../status/status-model.ts";
 
 export interface SubmitResult {
   /** False when an identical request had already created the job. */

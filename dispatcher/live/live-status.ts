@@ -4,14 +4,14 @@
  * same thing.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
+import { type Log, noLog } from "../log.ts";
+import type { GpuNodeCapacity } from "../status/node-fit.ts";
 import { BackendCallbacks } from "./backend-callbacks.ts";
 import { FailFast } from "./fail-fast.ts";
 import { GpuNodes } from "./gpu-nodes.ts";
 import { JobWatch } from "./job-watch.ts";
 import { LeaderElection } from "./leader-election.ts";
-import { type Log, noLog } from "./log.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
-import type { GpuNodeCapacity } from "./node-fit.ts";
 import { TransitionFeed } from "./transition-feed.ts";
 
 export interface LiveStatusProps {

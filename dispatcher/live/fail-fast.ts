@@ -10,13 +10,13 @@
  * verdict lands and its time never changes.
  */
 import { ApiException, BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { ANNOTATION } from "../charts-ts/labels.ts";
+import { ANNOTATION } from "../../charts-ts/labels.ts";
+import { type Log, noLog } from "../log.ts";
+import { type FailedFast, historyOf, IMAGE_TROUBLE } from "../status/job-status.ts";
+import { autoscalerVerdict, capacityVerdict, type GpuNodeCapacity, gpuDemandOf } from "../status/node-fit.ts";
+import { REASON } from "../status/status-model.ts";
 import type { GpuNodes } from "./gpu-nodes.ts";
-import { type FailedFast, historyOf, IMAGE_TROUBLE } from "./job-status.ts";
 import type { JobUpdate, JobWatch } from "./job-watch.ts";
-import { type Log, noLog } from "./log.ts";
-import { autoscalerVerdict, capacityVerdict, type GpuNodeCapacity, gpuDemandOf } from "./node-fit.ts";
-import { REASON } from "./status-model.ts";
 
 const RETRY_MS = 5_000;
 const NO_NODES: GpuNodeCapacity = new Map();

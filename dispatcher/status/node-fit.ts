@@ -12,7 +12,7 @@
  * stays queued: unknown is not never.
  */
 import type { CoreV1Event, V1Job, V1Node } from "@kubernetes/client-node";
-import { GPU_NODE_LABELS, GPU_RESOURCE, TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
+import { GPU_NODE_LABELS, GPU_RESOURCE, TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 
 /** GPUs per node of the largest pool, by gpu-type label value. */
 export type GpuNodeCapacity = ReadonlyMap<string, number>;

@@ -7,8 +7,8 @@
  * the record also names the last transition delivered, and resuming finds that one.
  */
 import { z } from "zod";
-import { parseAnnotation } from "./job-status.ts";
-import type { Transition } from "./status-model.ts";
+import { parseAnnotation } from "../status/job-status.ts";
+import type { Transition } from "../status/status-model.ts";
 
 const deliveryRecordSchema = z.object({
   count: z.number().int().nonnegative(),

@@ -1,8 +1,8 @@
 /** The OpenAPI document, generated from the same zod schemas the routes validate with. */
 import { z } from "zod";
-import { trainingRequestSchema } from "../charts-ts/request.ts";
-import { errorBodySchema } from "./api-error.ts";
-import { jobStatusSchema, PHASES } from "./status-model.ts";
+import { trainingRequestSchema } from "../../charts-ts/request.ts";
+import { errorBodySchema } from "../api-error.ts";
+import { jobStatusSchema, PHASES } from "../status/status-model.ts";
 
 const json = (schema: z.ZodType, io: "input" | "output" = "output") =>
   z.toJSONSchema(schema, { io, target: "openapi-3.0", unrepresentable: "any" });

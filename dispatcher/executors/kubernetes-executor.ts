@@ -15,17 +15,17 @@ import {
   type V1Pod,
   VersionApi,
 } from "@kubernetes/client-node";
-import { ANNOTATION, JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobName } from "../charts-ts/labels.ts";
-import type { TrainingRequest } from "../charts-ts/request.ts";
-import type { PlatformSettings } from "../charts-ts/settings.ts";
-import { TRAINER_CONTAINER } from "../charts-ts/training-job.ts";
-import { type Manifest, renderTrainingJob } from "../charts-ts/training-job-chart.ts";
-import { ApiError, apiServerMessage } from "./api-error.ts";
+import { ANNOTATION, JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobName } from "../../charts-ts/labels.ts";
+import type { TrainingRequest } from "../../charts-ts/request.ts";
+import type { PlatformSettings } from "../../charts-ts/settings.ts";
+import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
+import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
+import { ApiError, apiServerMessage } from "../api-error.ts";
+import { jobIdOf } from "../live/job-watch.ts";
+import { deriveJobStatus, historyOf } from "../status/job-status.ts";
+import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
-import { deriveJobStatus, historyOf } from "./job-status.ts";
-import { jobIdOf } from "./job-watch.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
-import { type JobStatus, TERMINAL_PHASES } from "./status-model.ts";
 
 export interface DryRunVerdict {
   readonly accepted: boolean;

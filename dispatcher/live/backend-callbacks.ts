@@ -9,10 +9,10 @@
  * queue waits with capped, jittered exponential backoff.
  */
 import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
-import { ANNOTATION } from "../charts-ts/labels.ts";
+import { ANNOTATION } from "../../charts-ts/labels.ts";
+import type { Transition } from "../status/status-model.ts";
 import { type DeliveryRecord, deliveryRecord, parseDeliveryRecord, resumeIndex } from "./delivery-record.ts";
 import { backoffDelay, type JobUpdate, jobKeyOf } from "./job-watch.ts";
-import type { Transition } from "./status-model.ts";
 
 /** Header carrying the shared token on calls to the backend. */
 export const BACKEND_TOKEN_HEADER = "x-internal-token";

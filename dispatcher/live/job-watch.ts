@@ -17,10 +17,10 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../charts-ts/labels.ts";
-import { deriveJobStatus } from "./job-status.ts";
-import { errorFields, type Log, noLog } from "./log.ts";
-import type { JobStatus } from "./status-model.ts";
+import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../../charts-ts/labels.ts";
+import { errorFields, type Log, noLog } from "../log.ts";
+import { deriveJobStatus } from "../status/job-status.ts";
+import type { JobStatus } from "../status/status-model.ts";
 
 const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
 

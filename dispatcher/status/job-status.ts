@@ -6,7 +6,7 @@
  */
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
-import { ANNOTATION } from "../charts-ts/labels.ts";
+import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "./status-model.ts";
 
 export interface ClusterObjects {

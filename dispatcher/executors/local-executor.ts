@@ -10,20 +10,20 @@ import { createReadStream, createWriteStream, existsSync } from "node:fs";
 import { appendFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
-import { canonicalJson } from "../charts-ts/canonical-json.ts";
-import { trainingJobName } from "../charts-ts/labels.ts";
-import { durationSeconds, type TrainingRequest } from "../charts-ts/request.ts";
+import { canonicalJson } from "../../charts-ts/canonical-json.ts";
+import { trainingJobName } from "../../charts-ts/labels.ts";
+import { durationSeconds, type TrainingRequest } from "../../charts-ts/request.ts";
 import {
   CONFIGURATION_ERROR_EXIT_CODES,
   TRAINER_COMMAND,
   TRAINER_ENV,
   TRAINER_FIXED_ENV,
   trainerArgs,
-} from "../charts-ts/trainer-contract.ts";
-import { ApiError } from "./api-error.ts";
+} from "../../charts-ts/trainer-contract.ts";
+import { ApiError } from "../api-error.ts";
+import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "../status/status-model.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
-import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "./status-model.ts";
 
 export interface LocalExecutorProps {
   /** Folder holding the trainer's train.py; the command runs there. */
