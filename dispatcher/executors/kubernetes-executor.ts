@@ -187,9 +187,11 @@ export class KubernetesExecutor implements JobExecutor {
     const state = pod?.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
     if (!pod || !(state?.running || state?.terminated)) return { kind: "no-output-yet", status: await this.statusOf(job, jobId) };
     const stream = new PassThrough();
+    stream.on("pipe", (source) => source.on("error", () => stream.destroy()));
     const options = { follow: request.follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
     try {
       const abort = await this.log.log(this.namespace, pod.metadata?.name ?? "", TRAINER_CONTAINER, stream, options);
+      if (stream.destroyed) abort.abort();
       stream.on("close", () => abort.abort());
     } catch (error) {
       throw unavailable(error);
