@@ -154,6 +154,16 @@ def dispatcher(cluster: Cluster, backend: RecordingBackend, tmp_path_factory: py
         cluster.kubectl_run("delete", "jobs", "-n", NAMESPACE, "-l", f"test-run={RUN}", "--wait=false")
 
 
+@pytest.fixture(autouse=True)
+def dispatcher_survives(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No client action may end the dispatcher: each test that used it fails if it died meanwhile."""
+    yield
+    if "dispatcher" in request.fixturenames:
+        dispatcher: Dispatcher = request.getfixturevalue("dispatcher")
+        if dispatcher.process.poll() is not None:
+            pytest.fail(f"the dispatcher exited ({dispatcher.process.returncode}):\n{dispatcher.log.read_text()[-3000:]}")
+
+
 @pytest.fixture()
 def client(dispatcher: Dispatcher) -> Iterator[DispatcherClient]:
     with DispatcherClient(dispatcher.url, dispatcher.token) as client:

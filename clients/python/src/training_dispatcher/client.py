@@ -130,6 +130,3 @@ class DispatcherClient:
                 until_terminal=until_terminal,
             )
         )
-
-
-DispatcherClient.__doc__ = f"{DispatcherClient.__doc__}\n\n{AsyncDispatcherClient.__doc__}"
