@@ -51,6 +51,8 @@ class RecordingBackend:
         self._thread = threading.Thread(target=self._server.run, name="recording-backend", daemon=True)
 
     def _on_status(self, job_id: int, callback: StatusCallback) -> None:
+        # A database commit takes a while: concurrent deliveries of one call overlap here.
+        time.sleep(0.02)
         self.statuses[job_id].append(callback)
         listener = self.listeners.get(job_id)
         if listener is not None:

@@ -4,6 +4,7 @@ refuse, over real HTTP (the FastAPI router behind uvicorn)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
@@ -124,3 +125,17 @@ def test_verify_and_parse_serves_other_frameworks() -> None:
     with pytest.raises(Exception) as refused:
         verify_and_parse("logs", "12", {"x-internal-token": "u"}, body, "t")
     assert getattr(refused.value, "status_code", None) == 401
+
+
+def test_concurrent_redeliveries_of_one_transition_are_applied_once(backend: RecordingBackend) -> None:
+    job_id = new_job_id()
+    body = {"status": "pending", "reason": "Created", "at": "2026-01-01T00:00:00Z", "sequence": 1}
+
+    def deliver(_: int) -> int:
+        return _post(backend, f"{job_id}/status", body, backend.token).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(deliver, range(16)))
+    assert codes == [200] * 16
+    assert [callback.sequence for callback in backend.statuses[job_id]] == [1]
+    assert backend.receiver.duplicates[job_id] == 15

@@ -214,18 +214,19 @@ class AsyncDispatcherClient:
         """
         call = Call("GET", f"/v1/jobs/{int(job_id)}/logs", query(follow=True, attempt=attempt))
         while True:
-            seen = len((await self.get(job_id)).transitions)
+            status = await self.get(job_id)
             async with self._stream(call) as response:
-                if response.headers.get("x-log-state") == "output":
+                state = response.headers.get("x-log-state")
+                if state == "output":
                     number = int(response.headers.get("x-log-attempt") or attempt or 1)
                     async for line in self._lines_until_attempt_ends(job_id, number, response, drain_seconds):
                         yield line
                     return
-                phase = response.headers.get("x-job-phase")
-            if phase in TERMINAL_PHASES:
+            # Finished without output, or a state this client does not know (the pods are gone): nothing to follow.
+            if status.phase in TERMINAL_PHASES or state != "no-output-yet":
                 return
             # Not started yet: wait for its next transition (a job's event ids are its sequence numbers), then ask again.
-            async for _ in self.events(job_id, last_event_id=str(seen), until_terminal=False):
+            async for _ in self.events(job_id, last_event_id=str(len(status.transitions)), until_terminal=False):
                 break
 
     async def _lines_until_attempt_ends(
