@@ -4,6 +4,8 @@ get, list paging, logs, follow, stop, typed errors, retries only where safe, the
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -209,3 +211,16 @@ def test_the_token_appears_in_no_log_line_repr_or_error(
         text = f"{caplog.text} {client!r} {errors}"
     assert "HTTP Request" in caplog.text  # httpx did log at DEBUG/INFO: the check below is not vacuous
     assert dispatcher.token not in text
+
+
+def test_a_client_nobody_closed_does_not_keep_the_interpreter_alive(dispatcher: Dispatcher) -> None:
+    script = (
+        "from training_dispatcher import DispatcherClient\n"
+        f"client = DispatcherClient({dispatcher.url!r}, {dispatcher.token!r})\n"
+        "jobs = client.list(page_size=1)\n"
+        "next(jobs, None)  # an iterator left open too\n"
+        "print('made')\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "made"

@@ -3,12 +3,13 @@ clients are one implementation (same retries, resume and de-duplication)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import asyncio
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import BaseModel
 
 from ._protocol import DryRun, Logs, RetryPolicy, Submission, TransitionEvent
@@ -35,8 +36,11 @@ class DispatcherClient:
         stream_read_timeout: float = STREAM_READ_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._exit = contextlib.ExitStack()
-        self._portal: BlockingPortal = self._exit.enter_context(start_blocking_portal())
+        self._loop = asyncio.new_event_loop()
+        # A daemon thread: a client nobody closed must not keep the interpreter from exiting.
+        self._thread = threading.Thread(target=self._loop.run_forever, name="training-dispatcher-client", daemon=True)
+        self._thread.start()
+        self._stop_loop = weakref.finalize(self, _stop, self._loop, self._thread)
         self._client = AsyncDispatcherClient(
             base_url, token, timeout=timeout, retry=retry, stream_read_timeout=stream_read_timeout, transport=transport
         )
@@ -52,11 +56,27 @@ class DispatcherClient:
         self.close()
 
     def close(self) -> None:
-        with self._exit:
-            self._portal.call(self._client.aclose)
+        if self._stop_loop.alive:
+            self._run(self._client.aclose())
+            self._stop_loop()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if not self._stop_loop.alive:
+            coroutine.close()
+            raise RuntimeError("this DispatcherClient is closed")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: nothing of this call may go on in the background.
+            future.cancel()
+            raise
 
     def _call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return self._portal.call(function, *args)
+        async def call() -> T:
+            return await function(*args)
+
+        return self._run(call())
 
     def _iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
         async def step() -> tuple[bool, T | None]:
@@ -67,14 +87,15 @@ class DispatcherClient:
 
         try:
             while True:
-                more, item = self._portal.call(step)
+                more, item = self._run(step())
                 if not more:
                     return
                 yield item  # type: ignore[misc]  # item is a T whenever more is True
         finally:
             aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                self._portal.call(aclose)
+            # Left early: close its connection, unless the client (and its loop) is already closed.
+            if aclose is not None and self._stop_loop.alive:
+                self._run(aclose())
 
     def submit(self, request: BaseModel | Mapping[str, Any]) -> Submission:
         return self._call(self._client.submit, request)
@@ -130,3 +151,10 @@ class DispatcherClient:
                 until_terminal=until_terminal,
             )
         )
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
