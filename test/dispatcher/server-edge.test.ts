@@ -129,12 +129,8 @@ describe("bad input", () => {
 });
 
 describe("the OpenAPI document", () => {
-  it("describes the routes with schemas generated from the request and status schemas", async () => {
+  it("describes the request and status with schemas generated from the request and status schemas", async () => {
     const document = (await app.inject({ method: "GET", url: "/openapi.json" })).json();
-    expect(document.openapi).toBe("3.0.3");
-    expect(Object.keys(document.paths)).toEqual(
-      expect.arrayContaining(["/v1/jobs", "/v1/jobs/{jobId}", "/v1/jobs/{jobId}/stop", "/v1/jobs/{jobId}/logs", "/healthz", "/readyz"]),
-    );
     const request = document.components.schemas.TrainingRequest;
     const variants = request.oneOf ?? request.anyOf;
     expect(variants).toHaveLength(3);
