@@ -6,7 +6,7 @@ import { z } from "zod";
 import { ERROR_STATUS, type ErrorCode } from "../api-error.ts";
 import { MAX_JSON_DEPTH } from "./limits.ts";
 import { errorsOf, openApiPath, type ResponseSpec, type Route } from "./route-table.ts";
-import { componentSides, components, documentedAs } from "./schemas.ts";
+import { componentSides, components, documentedAs, jobIdParams } from "./schemas.ts";
 
 const SCHEMAS = "#/components/schemas/";
 type JsonSchema = Record<string, unknown>;
@@ -65,8 +65,23 @@ function parameters(route: Route): JsonSchema[] {
   return [...inPlace(route.params, "path"), ...inPlace(route.query, "query")];
 }
 
-function success(route: Route, spec: ResponseSpec): JsonSchema {
+/**
+ * OpenAPI links from an answer that names a job (its body has `jobId`) to every operation taking
+ * a jobId, so clients and the fuzzer's stateful phase can follow a created job through the API.
+ */
+function jobLinks(spec: ResponseSpec, routes: readonly Route[], schemas: Record<string, JsonSchema>): JsonSchema | undefined {
+  const named = spec.schema && components.get(spec.schema)?.id;
+  const schema = named ? (schemas[named] as { properties?: Record<string, unknown> }) : undefined;
+  if (!schema?.properties?.jobId) return undefined;
+  const targets = routes.filter((route) => route.params === jobIdParams);
+  return Object.fromEntries(
+    targets.map((target) => [target.operationId, { operationId: target.operationId, parameters: { jobId: "$response.body#/jobId" } }]),
+  );
+}
+
+function success(route: Route, spec: ResponseSpec, routes: readonly Route[], schemas: Record<string, JsonSchema>): JsonSchema {
   const contentType = spec.contentType ?? "application/json";
+  const links = jobLinks(spec, routes, schemas);
   const schema =
     contentType !== "application/json"
       ? { type: "string" }
@@ -79,6 +94,7 @@ function success(route: Route, spec: ResponseSpec): JsonSchema {
       ),
     }),
     content: { [contentType]: { schema } },
+    ...(links && { links }),
   };
 }
 
@@ -97,6 +113,7 @@ function failures(route: Route): Record<string, JsonSchema> {
 }
 
 export function openApiDocument(routes: readonly Route[]): JsonSchema {
+  const schemas = componentSchemas();
   const paths: Record<string, Record<string, JsonSchema>> = {};
   for (const route of routes) {
     const operation = {
@@ -112,7 +129,7 @@ export function openApiDocument(routes: readonly Route[]): JsonSchema {
         },
       }),
       responses: {
-        ...Object.fromEntries(Object.entries(route.responses).map(([status, spec]) => [status, success(route, spec)])),
+        ...Object.fromEntries(Object.entries(route.responses).map(([status, spec]) => [status, success(route, spec, routes, schemas)])),
         ...failures(route),
       },
     };
@@ -128,7 +145,7 @@ export function openApiDocument(routes: readonly Route[]): JsonSchema {
         "Submit, inspect, log and stop training jobs on Kubernetes or locally. Every error has one shape (Error). " +
         `Bodies must be JSON objects nested at most ${MAX_JSON_DEPTH} levels deep.`,
     },
-    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } }, schemas: componentSchemas() },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } }, schemas },
     paths,
   };
 }

@@ -135,7 +135,10 @@ describe("clients that hang up", () => {
       expect(status).toBe(200);
       expect(first.length).toBeGreaterThan(0);
       // The hang-up reaches the dispatcher's log as the request's end; only then can a crash have happened.
-      await until("the dispatcher to finish the abandoned request", () => output.split("request completed").length > round + 1 || undefined);
+      await until(
+        "the dispatcher to finish the abandoned request",
+        () => output.split("request completed").length > round + 1 || undefined,
+      );
       await stillServing();
     }
     expect(output).not.toMatch(/AbortError|unhandled error/);
@@ -166,7 +169,11 @@ describe("one jobId, one executor", () => {
       expect((await app.inject({ method: "POST", url: "/v1/jobs", headers: auth, payload: request(jobId) })).statusCode).toBe(201);
       const twin = await app.inject({ method: "POST", url: "/v1/jobs", headers: auth, payload: { ...request(jobId), executor: "local" } });
       expect(twin.statusCode).toBe(409);
-      expect(twin.json().error).toMatchObject({ code: "conflict", field: "executor", message: expect.stringContaining("kubernetes executor") });
+      expect(twin.json().error).toMatchObject({
+        code: "conflict",
+        field: "executor",
+        message: expect.stringContaining("kubernetes executor"),
+      });
       expect(await local.get(jobId)).toBeUndefined();
       const got = await app.inject({ method: "GET", url: `/v1/jobs/${jobId}`, headers: auth });
       expect(got.json()).toMatchObject({ jobId, executor: "kubernetes" });
