@@ -179,6 +179,7 @@ function requestSchemaFor<F extends Framework>(framework: F) {
     resumeFrom: z
       .string()
       .regex(CHECKPOINT_URI, "resumeFrom must be a checkpoint URI such as r2://bucket/checkpoints/.../last.pt")
+      .refine((value) => !hasParentSegment(value), "resumeFrom must not contain a '..' segment")
       .optional(),
   });
 }
