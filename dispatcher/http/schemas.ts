@@ -34,6 +34,9 @@ function flag(name: string) {
   return schema;
 }
 
+// Every JSON document is a JSON value: `{}` says so without the recursion client generators stumble on.
+documentedAs.set(jsonValueSchema, { description: "any JSON value" });
+
 export const jobIdParams = z.strictObject({ jobId: canonicalInteger("jobId", 1, Number.MAX_SAFE_INTEGER) });
 
 export const submitQuery = z.strictObject({
@@ -95,6 +98,14 @@ function named(schema: z.ZodType, id: string, side: "input" | "output"): void {
 }
 
 named(trainingRequestSchema, "TrainingRequest", "input");
+// Each framework's request and its nested objects by name, so generated clients get one model each.
+for (const variant of trainingRequestSchema.options) {
+  const framework = variant.shape.framework.value;
+  const prefix = `${framework.charAt(0).toUpperCase()}${framework.slice(1)}`;
+  named(variant, `${prefix}TrainingRequest`, "input");
+  named(variant.shape.dataset, `${prefix}Dataset`, "input");
+  named(variant.shape.resources, `${prefix}Resources`, "input");
+}
 named(jsonValueSchema, "JsonValue", "input");
 named(jobStatusSchema, "JobStatus", "output");
 named(transitionSchema, "Transition", "output");

@@ -267,6 +267,22 @@ describe("one executor registry", () => {
     expect(second.json().error).toMatchObject({ code: "conflict", field: "executor", message: expect.stringContaining("local executor") });
   });
 
+  it("pages through one executor's jobs, asking only that executor, and refuses a page token it never issued", async () => {
+    const list = async (query: string) => (await app.inject({ method: "GET", url: `/v1/jobs?${query}`, headers: auth })).json();
+    const first = await list("executor=local&limit=1");
+    expect(first.unavailableExecutors).toBeUndefined();
+    expect(first.jobs).toHaveLength(1);
+    expect(first.nextPageToken).toMatch(/^local:/);
+    const second = await list(`executor=local&limit=1&pageToken=${encodeURIComponent(first.nextPageToken)}`);
+    expect(second.jobs).toHaveLength(1);
+    expect(second.jobs[0].jobId).toBeGreaterThan(first.jobs[0].jobId);
+    for (const token of ["nonsense", "elsewhere:5"]) {
+      const refused = await app.inject({ method: "GET", url: `/v1/jobs?pageToken=${token}`, headers: auth });
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().error.field).toBe("pageToken");
+    }
+  });
+
   it("keeps serving after every request above", async () => {
     expect((await app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
   });

@@ -132,7 +132,15 @@ describe("the OpenAPI document", () => {
   it("describes the request and status with schemas generated from the request and status schemas", async () => {
     const document = (await app.inject({ method: "GET", url: "/openapi.json" })).json();
     const request = document.components.schemas.TrainingRequest;
-    const variants = request.oneOf ?? request.anyOf;
+    // One named schema per framework, so generated clients get one model each.
+    const variants = (request.oneOf ?? request.anyOf).map(
+      (variant: { $ref: string }) => document.components.schemas[variant.$ref.replace("#/components/schemas/", "")],
+    );
+    expect((request.oneOf ?? request.anyOf).map((variant: { $ref: string }) => variant.$ref)).toEqual([
+      "#/components/schemas/UltralyticsTrainingRequest",
+      "#/components/schemas/TimmTrainingRequest",
+      "#/components/schemas/TransformersTrainingRequest",
+    ]);
     expect(variants).toHaveLength(3);
     expect(variants[0].required).toEqual(expect.arrayContaining(["jobId", "framework", "taskType", "modelName", "dataset"]));
     expect(variants[0].additionalProperties).toBe(false);
