@@ -149,7 +149,8 @@ function allowedMethods(routes: readonly Route[], url: string): string[] {
   } catch {
     return [];
   }
-  const matches = (pattern: string) => new RegExp(`^${pattern.replace(/:\w+/g, "[^/]+")}/?$`).test(path);
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const matches = (pattern: string) => new RegExp(`^${pattern.split(/:\w+/).map(literal).join("[^/]+")}/?$`).test(path);
   return [...new Set(routes.filter((candidate) => matches(candidate.path)).map((candidate) => candidate.method))];
 }
 
