@@ -13,6 +13,8 @@ import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
 import { LocalExecutor } from "../../dispatcher/executors/local-executor.ts";
 import { buildServer } from "../../dispatcher/http/server.ts";
+import { startLiveStatus } from "../../dispatcher/live/live-status.ts";
+import { noLog } from "../../dispatcher/log.ts";
 import type { JobStatus } from "../../dispatcher/status/status-model.ts";
 import { applyPlatform } from "./platform.ts";
 import { until } from "./until.ts";
@@ -151,6 +153,52 @@ describe("clients that hang up", () => {
     expect(first).toMatch(/^: connected/);
     await stillServing();
     expect(output).not.toMatch(/unhandled error/);
+  });
+});
+
+describe("event streams end with their client", () => {
+  it("unsubscribes an abandoned stream from the live feed", async () => {
+    const live = await startLiveStatus({ kubeConfig, namespace: platform.namespace, log: noLog });
+    // Counts subscriptions on the real feed: each stream holds one until it is torn down.
+    let subscribed = 0;
+    const subscribe = live.feed.subscribe.bind(live.feed);
+    live.feed.subscribe = (filter, lastEventId, send) => {
+      subscribed += 1;
+      const unsubscribe = subscribe(filter, lastEventId, send);
+      return () => {
+        subscribed -= 1;
+        return unsubscribe();
+      };
+    };
+    const app = buildServer({
+      apiToken: token,
+      bodyLimitBytes: 256 * 1024,
+      defaultExecutor: "kubernetes",
+      executors: { kubernetes: new KubernetesExecutor({ kubeConfig, platform }) },
+      feed: live.feed,
+    });
+    const url = await app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      for (const path of ["/v1/events", "/v1/events?projectId=43"]) {
+        await new Promise<void>((done, fail) => {
+          const call = httpRequest(`${url}${path}`, { headers: auth }, (response) => {
+            response.once("data", () => {
+              expect(subscribed).toBe(1);
+              call.destroy();
+              done();
+            });
+          });
+          call.on("error", (error) => {
+            if (!call.destroyed) fail(error);
+          });
+          call.end();
+        });
+        await until("the stream to be torn down", () => subscribed === 0);
+      }
+    } finally {
+      await app.close();
+      await live.stop();
+    }
   });
 });
 
