@@ -13,7 +13,7 @@ import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/requ
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
 import { LocalExecutor } from "../../dispatcher/executors/local-executor.ts";
-import { buildServer } from "../../dispatcher/http/server.ts";
+import { buildServer, nestsDeeperThan } from "../../dispatcher/http/server.ts";
 
 const token = "front-door-token";
 const auth = { authorization: `Bearer ${token}` };
@@ -208,6 +208,14 @@ describe("every 4xx in the one error shape", () => {
     expect(response.statusCode).toBe(400);
     expect(response.json().error).toMatchObject({ code: "invalid_request", message: expect.stringMatching(/nested deeper than \d+/) });
     expect(readdirSync(workDir)).toEqual([]);
+  });
+
+  it("counts nesting outside strings only", () => {
+    expect(nestsDeeperThan("[[[]]]", 2)).toBe(true);
+    expect(nestsDeeperThan("[[[]]]", 3)).toBe(false);
+    expect(nestsDeeperThan('{"a":"[[[[[[{{{{"}', 1)).toBe(false);
+    expect(nestsDeeperThan('{"a":"\\"[[[[[","b":[[1]]}', 2)).toBe(true);
+    expect(nestsDeeperThan('{"a":"\\\\","b":[[1]]}', 2)).toBe(true);
   });
 
   it("cuts off a body sent one byte at a time", async () => {
