@@ -42,9 +42,14 @@ describe(".ci/test-summary.ts", () => {
 
   it("fails when pytest wrote no report or ran no test", () => {
     const missing = summary(vitest, join(dir, "absent.xml"));
-    expect(missing).toMatchObject({ line: "10 passed, 0 failed", status: 1 });
-    expect(missing.stderr).toMatch(/no test report/);
-    expect(summary(vitest, file("empty.xml", junit(0, 0, 0, 0))).status).toBe(1);
+    expect(missing).toMatchObject({ line: "10 passed, 1 failed", status: 1 });
+    expect(missing.stderr).toMatch(/absent.xml failed/);
+    expect(summary(vitest, file("empty.xml", junit(0, 0, 0, 0)))).toMatchObject({ line: "10 passed, 1 failed", status: 1 });
+  });
+
+  it("counts the fuzz suites' JSON results beside pytest's XML", () => {
+    const fuzz = file("fuzz.json", JSON.stringify({ suite: "fuzz local", passed: 3, failed: 0 }));
+    expect(summary(vitest, fuzz, file("ok2.xml", junit(2, 0, 0, 0)))).toMatchObject({ line: "15 passed, 0 failed", status: 0 });
   });
 
   it("still reads vitest's report alone", () => {

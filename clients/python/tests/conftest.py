@@ -9,6 +9,7 @@ fails, it never skips. Everything started here is stopped at the end (TP_CLUSTER
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -103,45 +104,46 @@ class Dispatcher:
     log: Path
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"the dispatcher exited ({process.returncode}) before it was ready:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the dispatcher exited ({process.returncode}) before it answered:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the dispatcher was not ready within 90 s:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the dispatcher did not answer {url} within 90 s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def dispatcher(cluster: Cluster, backend: RecordingBackend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatcher]:
-    work = tmp_path_factory.mktemp("dispatcher")
+@contextlib.contextmanager
+def running_dispatcher(work: Path, kubeconfig: Path, ready: str = "/readyz", **env: str) -> Iterator[Dispatcher]:
+    """`node dispatcher/main.ts` with both executors, until the block ends; ``ready`` must answer 200 first."""
     port = free_port()
     token = secrets.token_hex(16)
-    env = {
+    environment = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(work)),
         "PORT": str(port),
         "HOST": "127.0.0.1",
-        "KUBECONFIG": str(cluster.kubeconfig),
+        "KUBECONFIG": str(kubeconfig),
         "DEFAULT_EXECUTOR": "kubernetes",
         "DISPATCHER_API_TOKEN": token,
-        "BACKEND_API_URL": backend.url,
-        "BACKEND_TOKEN": backend.token,
         "LOCAL_WORK_DIR": str(work / "local-jobs"),
         "LOCAL_GRACE_SECONDS": "2",
+        **env,
     }
     log = work / "dispatcher.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([_node(), "dispatcher/main.ts"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [_node(), "dispatcher/main.ts"], cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log)
+        _wait_for(f"{url}{ready}", process, log)
         yield Dispatcher(url, token, process, log)
     finally:
         process.terminate()
@@ -150,6 +152,15 @@ def dispatcher(cluster: Cluster, backend: RecordingBackend, tmp_path_factory: py
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def dispatcher(cluster: Cluster, backend: RecordingBackend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatcher]:
+    work = tmp_path_factory.mktemp("dispatcher")
+    try:
+        with running_dispatcher(work, cluster.kubeconfig, BACKEND_API_URL=backend.url, BACKEND_TOKEN=backend.token) as dispatcher:
+            yield dispatcher
+    finally:
         # Free the namespace's quota for whoever uses the cluster next.
         cluster.kubectl_run("delete", "jobs", "-n", NAMESPACE, "-l", f"test-run={RUN}", "--wait=false")
 

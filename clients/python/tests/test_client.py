@@ -4,6 +4,7 @@ get, list paging, logs, follow, stop, typed errors, retries only where safe, the
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, Dispatcher, new_job_id, training_request, wait_for
+from backend import free_port
+from conftest import REPO, Cluster, Dispatcher, new_job_id, running_dispatcher, training_request, wait_for
 from proxy import CuttableProxy
 from training_dispatcher import (
     ConflictError,
     DispatcherClient,
     DispatcherUnreachableError,
+    IncompleteListError,
     InvalidRequestError,
     NotFoundError,
     RetryPolicy,
@@ -85,7 +88,7 @@ def test_a_bad_request_raises_a_typed_error_naming_the_field_and_creates_nothing
 def test_dry_run_returns_the_manifest_and_the_verdict_and_creates_nothing(client: DispatcherClient) -> None:
     job_id = new_job_id()
     dry = client.dry_run(training_request(job_id))
-    assert dry.accepted is True
+    assert dry.verdict.accepted is True
     assert dry.manifest["kind"] == "Job"
     assert dry.manifest["metadata"]["name"] == f"training-job-{job_id}"
     with pytest.raises(NotFoundError):
@@ -119,6 +122,24 @@ def test_list_walks_every_page_with_the_filters(client: DispatcherClient, dispat
     assert sorted(job.jobId for job in client.list(project_id=project, phase="completed", page_size=2)) == sorted(ids)
     assert list(client.list(project_id=project, phase="running")) == []
     assert list(client.list(project_id=project, framework="ultralytics")) == []
+
+
+def test_a_list_missing_an_executor_yields_what_it_has_then_says_so(cluster: Cluster, tmp_path: Path) -> None:
+    job_id = new_job_id()
+    with running_dispatcher(tmp_path, cluster.kubeconfig) as up, DispatcherClient(up.url, up.token) as client:
+        client.submit(training_request(job_id, executor="local"))
+    # The same local history, now with a Kubernetes API that does not answer (a closed port).
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        re.sub(r"server: https://\S+", f"server: https://127.0.0.1:{free_port()}", cluster.kubeconfig.read_text())
+    )
+    with running_dispatcher(tmp_path, unreachable, ready="/healthz") as down, DispatcherClient(down.url, down.token) as client:
+        jobs = []
+        with pytest.raises(IncompleteListError) as incomplete:
+            for job in client.list():
+                jobs.append(job.jobId)
+        assert jobs == [job_id]
+        assert list(incomplete.value.executors) == ["kubernetes"]
 
 
 def test_logs_returns_the_tail_of_the_latest_attempt(client: DispatcherClient) -> None:

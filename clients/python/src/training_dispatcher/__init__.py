@@ -7,22 +7,27 @@ with DispatcherClient("http://dispatcher:8080", token) as dispatcher:
 
 __version__ = "1.0.0"
 
-from ._protocol import DryRun, Logs, RetryPolicy, Submission, TransitionEvent
+from ._protocol import Logs, RetryPolicy, Submission, TransitionEvent
 from .aclient import AsyncDispatcherClient
 from .client import DispatcherClient
 from .errors import (
     ConflictError,
     DispatcherError,
     DispatcherUnreachableError,
+    HeadersTooLargeError,
+    IncompleteListError,
     InvalidRequestError,
     KubernetesUnavailableError,
+    MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServerError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
+    UriTooLongError,
 )
-from .models import JobStatus, Transition
+from .models import DryRunResult, JobStatus, TrainingRequest, Transition
 
 __all__ = [
     "AsyncDispatcherClient",
@@ -30,18 +35,24 @@ __all__ = [
     "DispatcherClient",
     "DispatcherError",
     "DispatcherUnreachableError",
-    "DryRun",
+    "DryRunResult",
+    "HeadersTooLargeError",
+    "IncompleteListError",
     "InvalidRequestError",
     "JobStatus",
     "KubernetesUnavailableError",
     "Logs",
+    "MethodNotAllowedError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
     "Submission",
+    "TrainingRequest",
     "Transition",
     "TransitionEvent",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
+    "UriTooLongError",
 ]

@@ -16,7 +16,7 @@ from .models import JobStatus, Transition
 PHASE = Literal["pending", "queued", "starting", "running", "retrying", "completed", "failed", "stopped"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
 # Answers a safe call may get again: the dispatcher (or its proxy) was briefly unable, not the request wrong.
-RETRYABLE_STATUSES: frozenset[int] = frozenset({500, 502, 503, 504})
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -83,26 +83,6 @@ class Submission:
 
     job: JobStatus
     created: bool
-
-
-@dataclass(frozen=True)
-class DryRun:
-    """The manifest the dispatcher would create and the API server's verdict on it; nothing was created."""
-
-    manifest: dict[str, Any]
-    accepted: bool
-    status_code: int | None = None
-    message: str | None = None
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> DryRun:
-        verdict = body.get("verdict") or {}
-        return cls(
-            manifest=dict(body.get("manifest") or {}),
-            accepted=bool(verdict.get("accepted")),
-            status_code=verdict.get("statusCode"),
-            message=verdict.get("message"),
-        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from . import __version__
 from ._protocol import (
     TERMINAL_PHASES,
     Call,
-    DryRun,
     EventCursor,
     Logs,
     RetryPolicy,
@@ -25,8 +24,8 @@ from ._protocol import (
     query,
     submit_call,
 )
-from .errors import DispatcherError, DispatcherUnreachableError, NotFoundError, error_from_response
-from .models import JobPage, JobStatus
+from .errors import DispatcherError, DispatcherUnreachableError, IncompleteListError, NotFoundError, error_from_response
+from .models import DryRunResult, JobPage, JobStatus
 
 #: The dispatcher sends a keep-alive comment every 15 s; a stream silent for this long is dead.
 STREAM_READ_TIMEOUT = 45.0
@@ -116,9 +115,9 @@ class AsyncDispatcherClient:
         response = await self._send(submit_call(request))
         return Submission(JobStatus.model_validate(response.json()), created=response.status_code == 201)
 
-    async def dry_run(self, request: BaseModel | Mapping[str, Any]) -> DryRun:
+    async def dry_run(self, request: BaseModel | Mapping[str, Any]) -> DryRunResult:
         """The manifest and the Kubernetes API server's verdict (admission, validation, quota); creates nothing."""
-        return DryRun.from_json((await self._send(submit_call(request, dry_run=True))).json())
+        return DryRunResult.model_validate((await self._send(submit_call(request, dry_run=True))).json())
 
     async def get(self, job_id: int) -> JobStatus:
         response = await self._send(Call("GET", f"/v1/jobs/{int(job_id)}", retry_safe=True))
@@ -133,17 +132,25 @@ class AsyncDispatcherClient:
         executor: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[JobStatus]:
-        """Every job that matches, page after page (the dispatcher's pageToken followed to the end)."""
+        """Every job that matches, page after page (the dispatcher's pageToken followed to the end).
+
+        When an executor could not answer (the Kubernetes API is down), the jobs the others hold are
+        yielded, then IncompleteListError says which executor is missing: a partial list never passes
+        for a whole one."""
         token: str | None = None
+        missing: dict[str, str] = {}
         while True:
             params = query(
                 projectId=project_id, framework=framework, phase=phase, executor=executor, limit=page_size, pageToken=token
             )
             page = JobPage.model_validate((await self._send(Call("GET", "/v1/jobs", params, retry_safe=True))).json())
             for job in page.jobs:
-                yield JobStatus.model_validate(job.model_dump())
+                yield job
+            missing.update({unavailable.executor: unavailable.message for unavailable in page.unavailableExecutors or []})
             token = page.nextPageToken
             if not token:
+                if missing:
+                    raise IncompleteListError(missing)
                 return
 
     async def logs(self, job_id: int, *, tail: int | None = None, attempt: int | None = None) -> Logs:

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from ._protocol import DryRun, Logs, RetryPolicy, Submission, TransitionEvent
+from ._protocol import Logs, RetryPolicy, Submission, TransitionEvent
 from .aclient import STREAM_READ_TIMEOUT, AsyncDispatcherClient
-from .models import JobStatus
+from .models import DryRunResult, JobStatus
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ class DispatcherClient:
     def submit(self, request: BaseModel | Mapping[str, Any]) -> Submission:
         return self._call(self._client.submit, request)
 
-    def dry_run(self, request: BaseModel | Mapping[str, Any]) -> DryRun:
+    def dry_run(self, request: BaseModel | Mapping[str, Any]) -> DryRunResult:
         return self._call(self._client.dry_run, request)
 
     def get(self, job_id: int) -> JobStatus:

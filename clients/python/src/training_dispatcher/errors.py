@@ -48,6 +48,16 @@ class NotFoundError(DispatcherError):
     code = "not_found"
 
 
+class MethodNotAllowedError(DispatcherError):
+    code = "method_not_allowed"
+
+
+class RequestTimeoutError(DispatcherError):
+    """408: the request did not reach the dispatcher in time; safe calls are retried before this is raised."""
+
+    code = "request_timeout"
+
+
 class ConflictError(DispatcherError):
     """409: a different request already holds this jobId (``fields`` lists what differs), or the job has finished."""
 
@@ -67,8 +77,16 @@ class PayloadTooLargeError(DispatcherError):
     code = "payload_too_large"
 
 
+class UriTooLongError(DispatcherError):
+    code = "uri_too_long"
+
+
 class UnsupportedMediaTypeError(DispatcherError):
     code = "unsupported_media_type"
+
+
+class HeadersTooLargeError(DispatcherError):
+    code = "headers_too_large"
 
 
 class KubernetesUnavailableError(DispatcherError):
@@ -89,9 +107,13 @@ _BY_CODE: dict[str, type[DispatcherError]] = {
         InvalidRequestError,
         UnauthorizedError,
         NotFoundError,
+        MethodNotAllowedError,
+        RequestTimeoutError,
         ConflictError,
         PayloadTooLargeError,
+        UriTooLongError,
         UnsupportedMediaTypeError,
+        HeadersTooLargeError,
         KubernetesUnavailableError,
         ServerError,
     )
@@ -100,9 +122,13 @@ _BY_STATUS: dict[int, type[DispatcherError]] = {
     400: InvalidRequestError,
     401: UnauthorizedError,
     404: NotFoundError,
+    405: MethodNotAllowedError,
+    408: RequestTimeoutError,
     409: ConflictError,
     413: PayloadTooLargeError,
+    414: UriTooLongError,
     415: UnsupportedMediaTypeError,
+    431: HeadersTooLargeError,
     503: KubernetesUnavailableError,
 }
 
@@ -126,3 +152,15 @@ class DispatcherUnreachableError(DispatcherError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message)
+
+
+class IncompleteListError(DispatcherError):
+    """A listing the dispatcher could not complete: an executor that may hold matching jobs did not answer.
+    Raised after the jobs it could list were yielded; ``executors`` maps each missing executor to why."""
+
+    code = "incomplete_list"
+
+    def __init__(self, executors: dict[str, str]) -> None:
+        reasons = "; ".join(f"{executor}: {message}" for executor, message in executors.items())
+        super().__init__(200, f"the listing is incomplete: {reasons}")
+        self.executors = executors
