@@ -210,6 +210,13 @@ def training_request(job_id: int, *, project_id: int = 7, executor: str | None =
     return request
 
 
+def in_order_within(expected: list[str], pushed: list[str]) -> bool:
+    """Whether every item of ``expected`` (what GET lists) appears in ``pushed``, in order: the pushed
+    stream may hold more (a newer dispatcher numbers updates of a transition's message too)."""
+    remaining = iter(pushed)
+    return all(any(item == candidate for candidate in remaining) for item in expected)
+
+
 def wait_for(what: str, probe: Any, timeout: float = 90.0, interval: float = 0.25) -> Any:
     """Polls ``probe()`` until it returns something truthy; fails naming ``what``."""
     deadline = time.monotonic() + timeout

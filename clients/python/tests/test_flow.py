@@ -58,7 +58,7 @@ def test_start_training_on_kubernetes_then_callbacks_complete_the_row(
 
     wait_for("the row completed by callbacks", lambda: job.status == "completed")
     assert job.error_message is None
-    assert job.last_sequence == len(manager.dispatcher.get(job.id).transitions)
+    assert job.last_sequence == len(backend.statuses[job.id])
     assert "epoch 3/3" in manager.get_logs(job)
 
 
