@@ -153,6 +153,16 @@ def test_logs_returns_the_tail_of_the_latest_attempt(client: DispatcherClient) -
     assert client.logs(job_id).text.splitlines() == TRAINER_LOG
 
 
+def test_logs_of_a_job_that_has_not_started_say_so(client: DispatcherClient) -> None:
+    job_id = new_job_id()
+    # No node has this GPU type and no pool is declared: the job waits, queued.
+    client.submit({**training_request(job_id), "resources": {"gpu": 1, "gpuType": "h100"}})
+    wait_for("queued", lambda: client.get(job_id).phase == "queued")
+    logs = client.logs(job_id)
+    assert (logs.text, logs.state, logs.phase, logs.attempt) == ("", "no-output-yet", "queued", None)
+    client.stop(job_id)
+
+
 def test_follow_logs_waits_for_the_start_and_ends_when_the_attempt_ends(client: DispatcherClient) -> None:
     job_id = new_job_id()
     client.submit(training_request(job_id, kwok_run_duration="3s"))
