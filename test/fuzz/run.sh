@@ -56,7 +56,8 @@ case "$mode" in
   *) echo "unknown mode $mode (local or kubernetes)" >&2; exit 2 ;;
 esac
 
-env "${env_vars[@]}" npm start >"$work/dispatcher.log" 2>&1 &
+# The project's Node 24 directly (not through npm), so the pid below is the dispatcher itself.
+env "${env_vars[@]}" node_modules/.bin/node dispatcher/main.ts >"$work/dispatcher.log" 2>&1 &
 dispatcher=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -74,12 +75,12 @@ status=0
 # The fuzzer may also have ended the process without any answer being wrong: that fails too.
 if ! kill -0 "$dispatcher" 2>/dev/null; then
   echo "the dispatcher died during the fuzz run; its log:" >&2
-  tail -50 "$work/dispatcher.log" >&2
+  tail -n 50 "$work/dispatcher.log" >&2
   status=1
 fi
 if grep -q '"msg":"unhandled error"' "$work/dispatcher.log"; then
   echo "the dispatcher met errors it did not expect during the fuzz run:" >&2
-  grep '"msg":"unhandled error"' "$work/dispatcher.log" | head -20 >&2
+  grep -m 20 '"msg":"unhandled error"' "$work/dispatcher.log" >&2
   status=1
 fi
 if [ "$status" -eq 0 ]; then record 1 0; fi
