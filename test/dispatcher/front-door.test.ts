@@ -178,6 +178,8 @@ describe("every 4xx in the one error shape", () => {
     expect(bodyOf(answer)).toMatchObject({ error: { code: "method_not_allowed" } });
     // The router's patterns, not regular expressions: the dot in openapi.json is a dot.
     expect((await app.inject({ method: "DELETE", url: "/openapiXjson" })).statusCode).toBe(404);
+    // ... and a trailing slash is another path, as the router has it.
+    expect((await app.inject({ method: "GET", url: "/v1/jobs/5/", headers: auth })).statusCode).toBe(404);
     const remove = await app.inject({ method: "DELETE", url: "/v1/jobs/5", headers: auth });
     expect(remove.statusCode).toBe(405);
     expect(remove.headers.allow).toBe("GET");
