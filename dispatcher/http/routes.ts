@@ -250,11 +250,19 @@ export function routeTable(context: RouteContext): readonly Route[] {
       streaming: true,
       responses: { 200: { description: "an event stream of `transition` events", contentType: SSE } },
       errors: {
-        not_found: "no such job, or live events are off (no kubernetes executor)",
+        not_found: "no such job, a job of the local executor (live events follow Kubernetes jobs), or live events are off",
         kubernetes_unavailable: "the Kubernetes API did not answer",
       },
       handler: async ({ params, request, reply }) => {
-        await registry.find(params.jobId);
+        const { executor } = await registry.find(params.jobId);
+        // The feed follows the cluster's Jobs: a local job's stream would stay silent forever.
+        if (executor.kind !== "kubernetes") {
+          throw new ApiError(
+            404,
+            "not_found",
+            `job ${params.jobId} runs on the ${executor.kind} executor; live events follow Kubernetes jobs`,
+          );
+        }
         stream(context, request, reply, { jobId: params.jobId });
       },
     }),
