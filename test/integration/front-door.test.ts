@@ -146,6 +146,25 @@ describe("clients that hang up", () => {
     expect(output).not.toMatch(/AbortError|unhandled error/);
   });
 
+  it("following a finished job's log returns the log and ends", async () => {
+    const jobId = ++nextJobId;
+    const created = await fetch(`${base}/v1/jobs`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify(request(jobId)),
+    });
+    expect(created.status).toBe(201);
+    await until("the job to complete", async () => {
+      const status = (await (await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth })).json()) as JobStatus;
+      return status.phase === "completed";
+    });
+    // Bounded only so that a stream that never ends fails here instead of hanging the file.
+    const response = await fetch(`${base}/v1/jobs/${jobId}/logs?follow=true`, { headers: auth, signal: AbortSignal.timeout(30_000) });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-log-state")).toBe("output");
+    expect(await response.text()).toMatch(/epoch 1\/3/);
+  });
+
   it("an event stream, abandoned, is torn down and the dispatcher keeps serving", async () => {
     const jobId = await submitRunning();
     const { status, first } = await readThenHangUp(`/v1/jobs/${jobId}/events`);
