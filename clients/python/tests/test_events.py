@@ -7,14 +7,14 @@ import threading
 
 from conftest import Dispatcher, in_order_within, new_job_id, training_request, wait_for
 from proxy import CuttableProxy
-from training_dispatcher import DispatcherClient, RetryPolicy, TransitionEvent
+from training_dispatcher import DispatcherClient, RetryPolicy, StreamEvent
 
 
 def test_a_job_stream_cut_mid_stream_resumes_without_losing_or_repeating_an_event(dispatcher: Dispatcher) -> None:
     proxy = CuttableProxy(int(dispatcher.url.rsplit(":", 1)[1]))
     # Enough patience for the seconds the proxy holds the line.
     retry = RetryPolicy(attempts=100, backoff=0.1, max_backoff=0.3)
-    received: list[TransitionEvent] = []
+    received: list[StreamEvent] = []
     first_two = threading.Event()
     try:
         with DispatcherClient(proxy.url, dispatcher.token, retry=retry) as client:
@@ -46,7 +46,7 @@ def test_a_job_stream_cut_mid_stream_resumes_without_losing_or_repeating_an_even
     assert final.phase == "completed"
     assert [event.sequence for event in received] == list(range(1, len(received) + 1))
     assert in_order_within([t.phase for t in final.transitions], [event.phase for event in received])
-    assert received[-1].transition.at == final.transitions[-1].at
+    assert received[-1].data.at == final.transitions[-1].at
     assert held_at < len(received)
     resumed = [head for head in proxy.requests if "last-event-id:" in head.lower()]
     assert resumed, "the client never reconnected with Last-Event-ID"
@@ -60,7 +60,7 @@ def test_the_all_jobs_stream_filters_by_project_and_resumes_from_an_id(client: D
     other = new_job_id()
     client.submit(training_request(other, project_id=project + 1))
 
-    seen: list[TransitionEvent] = []
+    seen: list[StreamEvent] = []
     for event in client.events(project_id=project):
         assert event.job_id == job_id
         seen.append(event)

@@ -7,7 +7,7 @@ with DispatcherClient("http://dispatcher:8080", token) as dispatcher:
 
 __version__ = "1.0.0"
 
-from ._protocol import Logs, RetryPolicy, Submission, TransitionEvent
+from ._protocol import Logs, RetryPolicy, StreamEvent, Submission
 from .aclient import AsyncDispatcherClient
 from .client import DispatcherClient
 from .errors import (
@@ -48,6 +48,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
+    "StreamEvent",
     "Submission",
     "TrainingRequest",
     "Transition",

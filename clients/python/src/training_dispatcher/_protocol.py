@@ -3,7 +3,6 @@ and the event cursor that makes a resumed stream yield each event once."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .models import JobStatus, Transition
+from .models import JobStatus, TransitionEvent
 
 PHASE = Literal["pending", "queued", "starting", "running", "retrying", "completed", "failed", "stopped"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
@@ -107,22 +106,29 @@ class Logs:
 
 
 @dataclass(frozen=True)
-class TransitionEvent:
-    """One server-sent event: a transition of one job, with its stream id and the job's sequence number
-    (the same number the status callback carries)."""
+class StreamEvent:
+    """One server-sent event: its stream id (what Last-Event-ID resumes from) and its data, the
+    dispatcher's TransitionEvent (the job, its sequence number, as the status callback carries it, and
+    the transition)."""
 
     id: str
-    job_id: int
-    sequence: int
-    transition: Transition
+    data: TransitionEvent
+
+    @property
+    def job_id(self) -> int:
+        return self.data.jobId
+
+    @property
+    def sequence(self) -> int:
+        return self.data.sequence
 
     @property
     def phase(self) -> str:
-        return self.transition.phase
+        return self.data.phase
 
     @property
     def terminal(self) -> bool:
-        return self.transition.phase in TERMINAL_PHASES
+        return self.data.phase in TERMINAL_PHASES
 
 
 @dataclass(frozen=True)
@@ -171,25 +177,24 @@ class EventCursor:
         self.last_event_id = last_event_id
         self._sequences: dict[int, int] = {}
 
-    def accept(self, raw: RawEvent) -> TransitionEvent | None:
+    def accept(self, raw: RawEvent) -> StreamEvent | None:
         if raw.event != "transition":
             return None
-        data = json.loads(raw.data)
-        job_id, sequence = int(data.pop("jobId")), int(data.pop("sequence"))
+        data = TransitionEvent.model_validate_json(raw.data)
         if raw.id is not None:
             self.last_event_id = raw.id
-        if sequence <= self._sequences.get(job_id, 0):
+        if data.sequence <= self._sequences.get(data.jobId, 0):
             return None
-        self._sequences[job_id] = sequence
-        return TransitionEvent(raw.id or f"{job_id}-{sequence}", job_id, sequence, Transition.model_validate(data))
+        self._sequences[data.jobId] = data.sequence
+        return StreamEvent(raw.id or f"{data.jobId}-{data.sequence}", data)
 
 
-def ends_attempt(event: TransitionEvent, attempt: int) -> bool:
+def ends_attempt(event: StreamEvent, attempt: int) -> bool:
     """Whether `event` says attempt `attempt` is over: the job finished, the attempt failed into a
     retry, or a later attempt began."""
     if event.terminal:
         return True
-    number = event.transition.attempt
+    number = event.data.attempt
     if number is None:
         return False
     return number > attempt or (number == attempt and event.phase == "retrying")

@@ -18,8 +18,8 @@ from ._protocol import (
     Logs,
     RetryPolicy,
     SSEDecoder,
+    StreamEvent,
     Submission,
-    TransitionEvent,
     ends_attempt,
     query,
     submit_call,
@@ -173,7 +173,7 @@ class AsyncDispatcherClient:
         phase: str | None = None,
         last_event_id: str | None = None,
         until_terminal: bool | None = None,
-    ) -> AsyncIterator[TransitionEvent]:
+    ) -> AsyncIterator[StreamEvent]:
         """Transitions as they happen (first those since ``last_event_id``, or the whole history).
 
         A dropped or silent connection is reopened with Last-Event-ID, with backoff; no event is

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from ._protocol import Logs, RetryPolicy, Submission, TransitionEvent
+from ._protocol import Logs, RetryPolicy, StreamEvent, Submission
 from .aclient import STREAM_READ_TIMEOUT, AsyncDispatcherClient
 from .models import DryRunResult, JobStatus
 
@@ -140,7 +140,7 @@ class DispatcherClient:
         phase: str | None = None,
         last_event_id: str | None = None,
         until_terminal: bool | None = None,
-    ) -> Iterator[TransitionEvent]:
+    ) -> Iterator[StreamEvent]:
         return self._iterate(
             self._client.events(
                 job_id,

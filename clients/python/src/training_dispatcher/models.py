@@ -230,6 +230,31 @@ class Transition(BaseModel):
     reason: str
 
 
+class TransitionEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    at: AwareDatetime
+    attempt: Annotated[int | None, Field(gt=0, le=9007199254740991)] = None
+    exitCode: Annotated[
+        int | None, Field(ge=-9007199254740991, le=9007199254740991)
+    ] = None
+    jobId: Annotated[int, Field(gt=0, le=9007199254740991)]
+    message: str | None = None
+    phase: Literal[
+        "pending",
+        "queued",
+        "starting",
+        "running",
+        "retrying",
+        "completed",
+        "failed",
+        "stopped",
+    ]
+    reason: str
+    sequence: Annotated[int, Field(gt=0, le=9007199254740991)]
+
+
 class UltralyticsDataset(BaseModel):
     model_config = ConfigDict(
         extra="allow",
