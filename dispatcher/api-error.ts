@@ -7,6 +7,7 @@ export const ERROR_CODES = [
   "unauthorized",
   "not_found",
   "conflict",
+  "quota_exceeded",
   "payload_too_large",
   "unsupported_media_type",
   "kubernetes_unavailable",
@@ -43,16 +44,58 @@ export class ApiError extends Error {
 
 export const notFound = (jobId: number) => new ApiError(404, "not_found", `no training job ${jobId}`);
 
+interface ApiServerStatus {
+  readonly message?: unknown;
+  readonly details?: { readonly kind?: unknown; readonly name?: unknown };
+}
+
+/** The Status object the API server answered a failed call with, when it did. */
+function apiServerStatus(error: ApiException<unknown>): ApiServerStatus | undefined {
+  try {
+    const body = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
+    return body && typeof body === "object" ? (body as ApiServerStatus) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The API server's message from a failed call: its Status body when there is one. */
 export function apiServerMessage(error: unknown): string {
   if (error instanceof ApiException) {
-    try {
-      const body = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
-      if (body && typeof body.message === "string") return body.message;
-    } catch {
-      // Not a Status object: fall through to the exception's own text.
-    }
-    return `${error.code}: ${String(error.body ?? error.message)}`;
+    const message = apiServerStatus(error)?.message;
+    return typeof message === "string" ? message : `${error.code}: ${String(error.body ?? error.message)}`;
   }
   return error instanceof Error ? error.message : String(error);
+}
+
+/** What to do when the training namespace is missing: start-up, /readyz and every route say the same. */
+export function missingNamespaceMessage(namespace: string): string {
+  return `the namespace "${namespace}" does not exist: apply the platform chart: kubectl apply -f dist/platform.k8s.yaml (or deploy the stack, whose dispatcher component applies it)`;
+}
+
+/** Whether the API server refused a call because the namespace itself does not exist. */
+export function isMissingNamespace(error: unknown, namespace: string): boolean {
+  if (!(error instanceof ApiException) || error.code !== 404) return false;
+  const details = apiServerStatus(error)?.details;
+  return details?.kind === "namespaces" && details.name === namespace;
+}
+
+// The ResourceQuota admission plugin's words; its Status carries no other mark.
+const EXCEEDED_QUOTA = /\bexceeded quota: /;
+
+/**
+ * An API server failure by what it means for the caller (dispatcher/README.md, "Errors"): a full
+ * quota is a refusal to retry later (429), a request the API server calls bad is the caller's (400,
+ * naming `field` when the call had one), a missing namespace is the platform not installed, and
+ * everything else (no answer, 5xx, a permission the chart should have granted) is 503.
+ */
+export function apiServerFailure(error: unknown, namespace: string, field?: string): ApiError {
+  const message = apiServerMessage(error);
+  if (error instanceof ApiException) {
+    if (error.code === 403 && EXCEEDED_QUOTA.test(message)) return new ApiError(429, "quota_exceeded", message);
+    if (error.code === 400 || error.code === 422)
+      return new ApiError(400, "invalid_request", field === undefined ? message : `${field}: ${message}`, field);
+    if (isMissingNamespace(error, namespace)) return new ApiError(503, "kubernetes_unavailable", missingNamespaceMessage(namespace));
+  }
+  return new ApiError(503, "kubernetes_unavailable", `the Kubernetes API failed: ${message}`);
 }

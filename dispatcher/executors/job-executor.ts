@@ -35,6 +35,8 @@ export type LogResult =
   | { readonly kind: "no-such-attempt"; readonly attempts: number }
   | { readonly kind: "output"; readonly attempt: number; readonly stream: Readable };
 
+export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };
+
 export interface JobExecutor {
   readonly kind: Executor;
   /** Creates the job; an identical existing job is returned as is; a different one throws a 409 ApiError. */
@@ -44,6 +46,6 @@ export interface JobExecutor {
   logs(jobId: number, request: LogRequest): Promise<LogResult>;
   /** Stops gracefully; undefined when there is no such job. */
   stop(jobId: number): Promise<JobStatus | undefined>;
-  /** Whether the executor can take work now (the API server answers). */
-  ready(): Promise<boolean>;
+  /** Whether the executor can take work now; if not, why, in words that name the fix. */
+  ready(): Promise<Readiness>;
 }

@@ -24,7 +24,7 @@ import {
 import { ApiError } from "../api-error.ts";
 import { jsonLinesLog, type Log } from "../log.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "../status/status-model.ts";
-import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, Readiness, SubmitResult } from "./job-executor.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 
 export interface LocalExecutorProps {
@@ -295,8 +295,8 @@ export class LocalExecutor implements JobExecutor {
     return out;
   }
 
-  async ready(): Promise<boolean> {
-    return true;
+  async ready(): Promise<Readiness> {
+    return { ready: true };
   }
 
   private statusOf(job: LocalJob): JobStatus {

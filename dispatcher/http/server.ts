@@ -142,7 +142,7 @@ export function buildServer(props: ServerProps): FastifyInstance {
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {
     const states = await Promise.all(available.map(async (executor) => [executor.kind, await executor.ready()] as const));
-    const ready = states.every(([, ok]) => ok);
+    const ready = states.every(([, state]) => state.ready);
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", executors: Object.fromEntries(states) });
   });
   app.get("/openapi.json", async () => openApiDocument());
