@@ -180,7 +180,7 @@ function requestSchemaFor<F extends Framework>(framework: F) {
     resumeFrom: z
       .string()
       .regex(CHECKPOINT_URI, "resumeFrom must be a checkpoint URI such as r2://bucket/checkpoints/.../last.pt")
-      .refine((uri) => !hasTraversalSegment(checkpointKey(uri)), "resumeFrom must not contain an empty, '.' or '..' path segment")
+      .refine((uri) => !hasTraversalSegment(checkpointKey(uri)), "resumeFrom must not contain a '..' segment, nor a '.' or an empty one")
       .optional(),
   });
 }

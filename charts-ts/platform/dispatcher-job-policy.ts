@@ -77,6 +77,11 @@ export function dispatcherJobRules(platform: PlatformSettings): k8s.Validation[]
   ];
 }
 
+/** The policy's and its binding's name: cluster-scoped, so the namespace keeps two platforms' apart. */
+export function dispatcherJobPolicyName(serviceAccountName: string, namespace: string): string {
+  return `${serviceAccountName}-jobs-${namespace}`;
+}
+
 /**
  * A ValidatingAdmissionPolicy and its binding that hold the dispatcher's ServiceAccount to
  * TrainingJob-shaped Jobs in its namespace (creates and updates); other users are not judged.
@@ -85,8 +90,7 @@ export class DispatcherJobPolicy extends Construct {
   constructor(scope: Construct, id: string, props: DispatcherJobPolicyProps) {
     super(scope, id);
     const { namespace } = props.platform;
-    // Cluster-scoped names are shared by every namespace's platform: the namespace keeps them apart.
-    const name = `${props.serviceAccountName}-jobs-${namespace}`;
+    const name = dispatcherJobPolicyName(props.serviceAccountName, namespace);
     new k8s.KubeValidatingAdmissionPolicy(this, "Policy", {
       metadata: { name },
       spec: {

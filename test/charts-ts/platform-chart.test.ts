@@ -61,10 +61,11 @@ describe("PlatformChart", () => {
   it("holds the dispatcher's ServiceAccount, and only it, to TrainingJob-shaped Jobs, with names from the platform settings", () => {
     const platform = { namespace: "team-a", objectStoreSecretName: "object-keys", backendConfigMapName: "backend-urls" };
     const chart: Json[] = Testing.synth(new PlatformChart(Testing.app(), "platform", { platform }));
-    const policy = chart.find((object) => object.kind === "ValidatingAdmissionPolicy");
-    const binding = chart.find((object) => object.kind === "ValidatingAdmissionPolicyBinding");
+    const named = (kind: string) =>
+      chart.find((object) => object.kind === kind && object.metadata.name === "training-dispatcher-jobs-team-a");
+    const policy = named("ValidatingAdmissionPolicy");
+    const binding = named("ValidatingAdmissionPolicyBinding");
     expect(policy.apiVersion).toBe("admissionregistration.k8s.io/v1");
-    expect(policy.metadata.name).toBe("training-dispatcher-jobs-team-a");
     expect(binding.spec).toEqual({ policyName: policy.metadata.name, validationActions: ["Deny"] });
     expect(policy.spec.failurePolicy).toBe("Fail");
     expect(policy.spec.matchConstraints.resourceRules).toEqual([

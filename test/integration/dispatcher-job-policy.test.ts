@@ -6,6 +6,7 @@
 import { ApiException, BatchV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { trainingJobName } from "../../charts-ts/labels.ts";
+import { dispatcherJobPolicyName } from "../../charts-ts/platform/dispatcher-job-policy.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { SAMPLE_REQUESTS } from "../../charts-ts/samples.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
@@ -22,8 +23,8 @@ const NAMESPACE = platform.namespace;
 const RUN = `p${Date.now().toString(36)}`;
 let nextJobId = (Date.now() % 1_000_000) * 100 + 60;
 
-const policyName = distObjects("platform.k8s.yaml").find((object) => object.kind === "ValidatingAdmissionPolicy")?.metadata?.name;
 const serviceAccount = distObjects("platform.k8s.yaml").find((object) => object.kind === "ServiceAccount")?.metadata?.name as string;
+const policyName = dispatcherJobPolicyName(serviceAccount, NAMESPACE);
 let dispatcher: BatchV1Api;
 let executor: KubernetesExecutor;
 const adminBatch = admin.makeApiClient(BatchV1Api);
