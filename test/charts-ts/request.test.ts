@@ -149,6 +149,12 @@ const badRequests: [string, unknown, string, string][] = [
     "gs://bucket/a//last.pt",
     "r2://bucket/checkpoints/",
   ].map((uri): [string, unknown, string, string] => [`resumeFrom ${uri}`, { ...minimal, resumeFrom: uri }, "resumeFrom", "segment"]),
+  [
+    "resumeFrom with a '..' segment",
+    { ...minimal, resumeFrom: "r2://bucket/checkpoints/../../other-project/last.pt" },
+    "resumeFrom",
+    "'..' segment",
+  ],
 ];
 
 describe("bad training requests", () => {
