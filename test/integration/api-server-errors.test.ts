@@ -172,13 +172,18 @@ describe("an API server that does not answer", () => {
   it("is 503 kubernetes_unavailable on every route, and not ready", async () => {
     for (const [method, url] of [
       ["GET", "/v1/jobs/5"],
-      ["GET", "/v1/jobs"],
       ["POST", "/v1/jobs/5/stop"],
     ] as const) {
       const response = await app.inject({ method, url, headers: auth });
       expect(response.statusCode, url).toBe(503);
       expect(response.json().error.code, url).toBe("kubernetes_unavailable");
     }
+    // A list answers with what the executors that did answer hold, and names the one that did not.
+    const list = await app.inject({ method: "GET", url: "/v1/jobs", headers: auth });
+    expect(list.statusCode).toBe(200);
+    expect(list.json().unavailableExecutors).toEqual([
+      { executor: "kubernetes", message: expect.stringContaining("the Kubernetes API failed") },
+    ]);
     const submitted = await app.inject({ method: "POST", url: "/v1/jobs", headers: auth, payload: request() });
     expect(submitted.statusCode).toBe(503);
     const readyz = await app.inject({ method: "GET", url: "/readyz" });
