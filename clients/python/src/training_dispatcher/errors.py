@@ -85,6 +85,12 @@ class UnsupportedMediaTypeError(DispatcherError):
     code = "unsupported_media_type"
 
 
+class QuotaExceededError(DispatcherError):
+    """429: the training namespace's quota is full (the message quotes it); submit again when jobs finish."""
+
+    code = "quota_exceeded"
+
+
 class HeadersTooLargeError(DispatcherError):
     code = "headers_too_large"
 
@@ -113,6 +119,7 @@ _BY_CODE: dict[str, type[DispatcherError]] = {
         PayloadTooLargeError,
         UriTooLongError,
         UnsupportedMediaTypeError,
+        QuotaExceededError,
         HeadersTooLargeError,
         KubernetesUnavailableError,
         ServerError,
@@ -128,6 +135,7 @@ _BY_STATUS: dict[int, type[DispatcherError]] = {
     413: PayloadTooLargeError,
     414: UriTooLongError,
     415: UnsupportedMediaTypeError,
+    429: QuotaExceededError,
     431: HeadersTooLargeError,
     503: KubernetesUnavailableError,
 }

@@ -45,6 +45,7 @@ class Error1(BaseModel):
         "payload_too_large",
         "uri_too_long",
         "unsupported_media_type",
+        "quota_exceeded",
         "headers_too_large",
         "internal",
         "kubernetes_unavailable",
@@ -71,11 +72,26 @@ class JsonValue(RootModel[Any]):
     root: Annotated[Any, Field(description="any JSON value")]
 
 
+class Executors(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    ready: Literal[True]
+
+
+class Executors1(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    ready: Literal[False]
+    reason: str
+
+
 class Readiness(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    executors: dict[Literal["kubernetes", "local"], bool]
+    executors: dict[Literal["kubernetes", "local"], Executors | Executors1]
     status: Literal["ready", "not ready"]
 
 
