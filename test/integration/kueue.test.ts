@@ -14,7 +14,7 @@ import {
   type V1Job,
 } from "@kubernetes/client-node";
 import { App, Chart } from "cdk8s";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   KUEUE_API_VERSION,
   localQueueName,
@@ -241,7 +241,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await clearJobs();
   // Other runs' queues in the same cohort would lend them quota: leave none behind.
   for (const queue of clusterQueues()) {
     await custom.deleteClusterCustomObject({
@@ -255,6 +254,9 @@ afterAll(async () => {
 });
 
 describe("Kueue on the test control plane", () => {
+  // Each test starts with the t4 flavor idle, whatever the one before left running.
+  afterEach(clearJobs);
+
   it("leaves a Job without the queue label alone: never suspended, no Workload", async () => {
     const name = await submit(undefined, 0);
     await until(`${name}'s pod running`, async () => {
@@ -263,7 +265,6 @@ describe("Kueue on the test control plane", () => {
     });
     expect((await batch.readNamespacedJob({ name, namespace: NAMESPACE })).spec?.suspend).toBe(false);
     expect(await workloadOf(name)).toBeUndefined();
-    await clearJobs();
   });
 
   it("holds B's Jobs for quota while A fills the t4 flavor, in order (positions 0 and 1), and admits B's first when A's Job finishes", async () => {
@@ -292,7 +293,6 @@ describe("Kueue on the test control plane", () => {
     await waitAdmitted(b1);
     expect(await isAdmitted(b2)).toBe(false);
     expect(await positions("b")).toEqual({ [b2]: 0 });
-    await clearJobs();
   });
 
   it("lets A borrow B's idle quota and takes it back by preemption when B submits within its own", async () => {
@@ -313,7 +313,6 @@ describe("Kueue on the test control plane", () => {
     const job = await batch.readNamespacedJob({ name: a, namespace: NAMESPACE });
     expect(job.spec?.suspend).toBe(true);
     expect(job.status?.failed ?? 0).toBe(0);
-    await clearJobs();
   });
 
   it("preempts a low-priority Job for a high one of the same project, and never another project's", async () => {
@@ -329,6 +328,5 @@ describe("Kueue on the test control plane", () => {
     // B's Job has the same low priority but lives within B's own quota: untouched.
     expect(condition(await workloadOf(b), "Evicted")?.status).not.toBe("True");
     expect(await isAdmitted(b)).toBe(true);
-    await clearJobs();
   });
 });
