@@ -56,33 +56,42 @@ interface PendingWorkload {
 
 const condition = (workload: Workload | undefined, type: string) => workload?.status?.conditions?.find((c) => c.type === type);
 
-async function workloadOf(jobName: string): Promise<Workload | undefined> {
-  const list = (await custom.listNamespacedCustomObject({
+async function workloads(): Promise<Workload[]> {
+  const list = await custom.listNamespacedCustomObject({
     group: KUEUE_GROUP,
     version: KUEUE_VERSION,
     namespace: NAMESPACE,
     plural: "workloads",
-  })) as {
-    items: Workload[];
-  };
-  return list.items.find((workload) => workload.metadata?.ownerReferences?.some((owner) => owner.kind === "Job" && owner.name === jobName));
+  });
+  return (list as { items: Workload[] }).items;
+}
+
+async function workloadOf(jobName: string): Promise<Workload | undefined> {
+  return (await workloads()).find((workload) =>
+    workload.metadata?.ownerReferences?.some((owner) => owner.kind === "Job" && owner.name === jobName),
+  );
 }
 
 const isAdmitted = async (jobName: string) => condition(await workloadOf(jobName), "Admitted")?.status === "True";
 
-async function waitAdmitted(jobName: string): Promise<void> {
-  await until(`${jobName} admitted by Kueue`, () => isAdmitted(jobName));
-  await until(`${jobName}'s pod running`, async () => {
+function waitRunning(jobName: string): Promise<true> {
+  return until(`${jobName}'s pod running`, async () => {
     const pods = await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `job-name=${jobName}` });
     return pods.items.some((pod) => pod.status?.phase === "Running");
   });
+}
+
+async function waitAdmitted(jobName: string): Promise<void> {
+  await until(`${jobName} admitted by Kueue`, () => isAdmitted(jobName));
+  await waitRunning(jobName);
 }
 
 /** Waits until Kueue has tried and failed to admit the Job; returns its QuotaReserved condition. */
 function waitPending(jobName: string): Promise<Condition> {
   return until(`${jobName} pending with a reason`, async () => {
     const reserved = condition(await workloadOf(jobName), "QuotaReserved");
-    return reserved?.status === "False" && reserved.message ? reserved : undefined;
+    // Reason Pending: Kueue's scheduler tried and found no room (an eviction first says Preempted).
+    return reserved?.status === "False" && reserved.reason === "Pending" ? reserved : undefined;
   });
 }
 
@@ -191,17 +200,7 @@ async function finish(jobName: string): Promise<void> {
 /** Removes every Job of the namespace and waits until Kueue has released their quota. */
 async function clearJobs(): Promise<void> {
   await batch.deleteCollectionNamespacedJob({ namespace: NAMESPACE, propagationPolicy: "Background", gracePeriodSeconds: 0 });
-  await until("the namespace's Workloads gone", async () => {
-    const list = (await custom.listNamespacedCustomObject({
-      group: KUEUE_GROUP,
-      version: KUEUE_VERSION,
-      namespace: NAMESPACE,
-      plural: "workloads",
-    })) as {
-      items: unknown[];
-    };
-    return list.items.length === 0;
-  });
+  await until("the namespace's Workloads gone", async () => (await workloads()).length === 0);
   await until("the namespace's pods gone", async () => (await core.listNamespacedPod({ namespace: NAMESPACE })).items.length === 0);
 }
 
@@ -259,10 +258,7 @@ describe("Kueue on the test control plane", () => {
 
   it("leaves a Job without the queue label alone: never suspended, no Workload", async () => {
     const name = await submit(undefined, 0);
-    await until(`${name}'s pod running`, async () => {
-      const pods = await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `job-name=${name}` });
-      return pods.items.some((pod) => pod.status?.phase === "Running");
-    });
+    await waitRunning(name);
     expect((await batch.readNamespacedJob({ name, namespace: NAMESPACE })).spec?.suspend).toBe(false);
     expect(await workloadOf(name)).toBeUndefined();
   });
@@ -273,7 +269,6 @@ describe("Kueue on the test control plane", () => {
 
     const b1 = await submit("b", 8);
     const pending = await waitPending(b1);
-    expect(pending.reason).toBe("Pending");
     expect(pending.message).toMatch(/insufficient unused quota for nvidia\.com\/gpu in flavor gpu-t4, \d+ more needed/);
     await until("b1 first in B's queue", async () => (await positions("b"))[b1] === 0);
 
@@ -292,6 +287,7 @@ describe("Kueue on the test control plane", () => {
     await finish(a);
     await waitAdmitted(b1);
     expect(await isAdmitted(b2)).toBe(false);
+    await until("b2 first in B's queue once b1 runs", async () => (await positions("b"))[b2] === 0);
     expect(await positions("b")).toEqual({ [b2]: 0 });
   });
 
