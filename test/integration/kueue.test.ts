@@ -46,7 +46,10 @@ interface Condition {
   readonly message?: string;
 }
 interface Workload extends KubernetesObject {
-  readonly status?: { readonly conditions?: readonly Condition[] };
+  readonly status?: {
+    readonly conditions?: readonly Condition[];
+    readonly admission?: { readonly podSetAssignments: readonly { readonly flavors?: Readonly<Record<string, string>> }[] };
+  };
 }
 interface PendingWorkload {
   readonly metadata: { readonly name: string; readonly ownerReferences?: readonly { readonly name: string }[] };
@@ -150,7 +153,8 @@ async function submit(project: string | undefined, gpus: number, priority = "def
         spec: {
           restartPolicy: "Never",
           terminationGracePeriodSeconds: 0,
-          tolerations: [{ key: GPU_TAINT.key, operator: "Exists", effect: GPU_TAINT.effect }],
+          // As TrainingJob renders them: only a GPU job tolerates the GPU taint.
+          ...(gpus > 0 && { tolerations: [{ key: GPU_TAINT.key, operator: "Exists", effect: GPU_TAINT.effect }] }),
           containers: [
             {
               name: "trainer",
@@ -261,6 +265,20 @@ describe("Kueue on the test control plane", () => {
     await waitRunning(name);
     expect((await batch.readNamespacedJob({ name, namespace: NAMESPACE })).spec?.suspend).toBe(false);
     expect(await workloadOf(name)).toBeUndefined();
+  });
+
+  it("gives a GPU Job its GPU type's flavor for GPUs and the cpu flavor for CPU and memory; a CPU-only Job only the cpu flavor", async () => {
+    const gpu = await submit("a", 2);
+    const cpuOnly = await submit("a", 0);
+    await waitAdmitted(gpu);
+    await waitAdmitted(cpuOnly);
+    const flavors = async (job: string) => (await workloadOf(job))?.status?.admission?.podSetAssignments[0]?.flavors;
+    expect(await flavors(gpu)).toEqual({ [GPU_RESOURCE]: "gpu-t4", cpu: "cpu", memory: "cpu" });
+    expect(await flavors(cpuOnly)).toEqual({ cpu: "cpu", memory: "cpu" });
+    const nodeOf = async (job: string) =>
+      (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `job-name=${job}` })).items[0]?.spec?.nodeName;
+    expect(await nodeOf(gpu)).toBe("gpu-node-1");
+    expect(await nodeOf(cpuOnly)).toBe("cpu-node-1");
   });
 
   it("holds B's Jobs for quota while A fills the t4 flavor, in order (positions 0 and 1), and admits B's first when A's Job finishes", async () => {
