@@ -20,10 +20,10 @@
 #   TP_CLUSTER_SCHEDULER_PORT  scheduler https              (default 10259)
 #   TP_CLUSTER_KWOK_PORT       kwok's kubelet-like server, the fake nodes'
 #                              kubelet port (pod logs)       (default 10260)
-#   TP_CLUSTER_KUEUE_WEBHOOK_PORT     Kueue admission webhooks  (default 10261)
-#   TP_CLUSTER_KUEUE_METRICS_PORT     Kueue metrics (https)     (default 10262)
-#   TP_CLUSTER_KUEUE_HEALTH_PORT      Kueue /healthz, /readyz   (default 10263)
-#   TP_CLUSTER_KUEUE_VISIBILITY_PORT  Kueue visibility API      (default 10264)
+#   TP_CLUSTER_KUEUE_WEBHOOK_PORT     Kueue admission webhooks  (default kwok's + 1)
+#   TP_CLUSTER_KUEUE_METRICS_PORT     Kueue metrics (https)     (default kwok's + 2)
+#   TP_CLUSTER_KUEUE_HEALTH_PORT      Kueue /healthz, /readyz   (default kwok's + 3)
+#   TP_CLUSTER_KUEUE_VISIBILITY_PORT  Kueue visibility API      (default kwok's + 4)
 #   TP_CLUSTER_DIR             state dir                    (default <repo>/.cluster)
 #   TP_CLUSTER_TIMEOUT         seconds to wait per phase    (default 120)
 #   TP_JOB_POD_FAILURE_BACKOFF / TP_JOB_POD_FAILURE_BACKOFF_MAX  Job controller
@@ -44,10 +44,12 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 KCM_PORT="${TP_CLUSTER_KCM_PORT:-10257}"
 SCHED_PORT="${TP_CLUSTER_SCHEDULER_PORT:-10259}"
 KWOK_PORT="${TP_CLUSTER_KWOK_PORT:-10260}"
-KUEUE_WEBHOOK_PORT="${TP_CLUSTER_KUEUE_WEBHOOK_PORT:-10261}"
-KUEUE_METRICS_PORT="${TP_CLUSTER_KUEUE_METRICS_PORT:-10262}"
-KUEUE_HEALTH_PORT="${TP_CLUSTER_KUEUE_HEALTH_PORT:-10263}"
-KUEUE_VISIBILITY_PORT="${TP_CLUSTER_KUEUE_VISIBILITY_PORT:-10264}"
+# Next to kwok's by default, so a cluster given its own ports (up to kwok's)
+# does not take another cluster's Kueue ports.
+KUEUE_WEBHOOK_PORT="${TP_CLUSTER_KUEUE_WEBHOOK_PORT:-$((KWOK_PORT + 1))}"
+KUEUE_METRICS_PORT="${TP_CLUSTER_KUEUE_METRICS_PORT:-$((KWOK_PORT + 2))}"
+KUEUE_HEALTH_PORT="${TP_CLUSTER_KUEUE_HEALTH_PORT:-$((KWOK_PORT + 3))}"
+KUEUE_VISIBILITY_PORT="${TP_CLUSTER_KUEUE_VISIBILITY_PORT:-$((KWOK_PORT + 4))}"
 TIMEOUT="${TP_CLUSTER_TIMEOUT:-120}"
 CDIR="${TP_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
 PKI="$CDIR/pki"
