@@ -7,6 +7,7 @@ import { DispatcherJobPolicy } from "./dispatcher-job-policy.ts";
 import { DispatcherRbac } from "./dispatcher-rbac.ts";
 import { TrainingPriorityClasses } from "./priority-classes.ts";
 import { type ClusterPeer, TrainerNetworkPolicy } from "./trainer-network-policy.ts";
+import { TrainingQueues, type TrainingQueuesProps } from "./training-queues.ts";
 import { TrainingQuota, type TrainingQuotaProps } from "./training-quota.ts";
 
 export interface PlatformChartProps {
@@ -40,6 +41,11 @@ export interface PlatformChartProps {
    * @default none declared
    */
   readonly gpuNodeCapacity?: Readonly<Record<string, number>>;
+  /**
+   * Kueue's flavors, queues and quotas; required when `platform.queueing` is on, refused when off.
+   * @default none (queueing off)
+   */
+  readonly queues?: Omit<TrainingQueuesProps, "namespace">;
 }
 
 /**
@@ -60,8 +66,18 @@ export class PlatformChart extends Chart {
         labels: { "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest" },
       },
     });
-    new TrainingPriorityClasses(this, "PriorityClasses");
-    new TrainingQuota(this, "Quota", { namespace, ...props.quota });
+    const { queueing } = platform;
+    if (queueing !== (props.queues !== undefined)) {
+      throw new Error(
+        queueing
+          ? "PlatformChart: platform.queueing needs queues (GPU pools and projects)"
+          : "PlatformChart: queues given but platform.queueing is off",
+      );
+    }
+    new TrainingPriorityClasses(this, "PriorityClasses", { queueing });
+    // Kueue's quotas replace the namespace's GPU cap: a ResourceQuota would refuse the pods of a Job Kueue admitted.
+    new TrainingQuota(this, "Quota", { namespace, ...props.quota, gpuQuota: !queueing });
+    if (props.queues) new TrainingQueues(this, "Queues", { namespace, ...props.queues });
     new TrainerNetworkPolicy(this, "TrainerNetworkPolicy", {
       namespace,
       backend: props.backend ?? { namespace: "backend", podLabels: { app: "backend" }, port: 8000 },
