@@ -11,6 +11,7 @@ import { HELM_CHARTS } from "../../infra/helm-charts.ts";
 import { TRAINING_ALERT_GROUPS } from "../../infra/monitoring/alert-rules.ts";
 import { renderPlatformChart } from "../../infra/platform/platform-manifests.ts";
 import { platform } from "../../infra/program.ts";
+import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
 import {
   type DeclaredResource,
   declare,
@@ -140,7 +141,7 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
   it("applies the platform chart as cdk8s renders it: the namespace first, then everything else", async () => {
     const resources = await resourcesOf(stack);
     const namespace = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-namespace").inputs.objs;
-    const rest = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs;
+    const rest = structuredClone(one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs);
     expect(namespace.map((object: Inputs) => `${object.kind}/${object.metadata.name}`)).toEqual(["Namespace/training"]);
     const kinds = new Set(rest.map((object: Inputs) => object.kind));
     for (const kind of [
@@ -163,7 +164,40 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
       ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
       mlflow: { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
+    // The one addition: the tokens' checksum on the dispatcher's pod template (checked below).
+    const deployment = rest.find((object: Inputs) => object.kind === "Deployment");
+    expect(Object.keys(deployment.spec.template.metadata.annotations)).toEqual([SECRET_CHECKSUM_ANNOTATION]);
+    delete deployment.spec.template.metadata.annotations;
     expect([...namespace, ...rest]).toEqual(JSON.parse(JSON.stringify(rendered)));
+  });
+
+  it("updates Secrets and ConfigMaps in place and rolls every workload that reads a rotated secret", async () => {
+    const before = await resourcesOf(stack);
+    const rotated = await declare(
+      withTestSecrets(readStackFile(STACKS.get(stack) as string), {
+        dispatcherApiToken: "rotated-dispatcher-api-token-0123456789abcdef",
+        mlflowDbPassword: "rotatedMlflowDbPassword0",
+        grafanaAdminPassword: "rotated-grafana-admin-password",
+      }),
+      () => platform(loadStackConfig()),
+      stack,
+    );
+    const providers = ofType(before, "pulumi:providers:kubernetes");
+    expect(providers).toHaveLength(1);
+    expect(providers[0]?.inputs).toMatchObject({ enableSecretMutable: "true", enableConfigMapMutable: "true" });
+    const dispatcherChecksum = (resources: DeclaredResource[]) =>
+      one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs.find(
+        (object: Inputs) => object.kind === "Deployment",
+      ).spec.template.metadata.annotations[SECRET_CHECKSUM_ANNOTATION];
+    const mlflowChecksum = (resources: DeclaredResource[]) =>
+      release(resources, "mlflow").values.podAnnotations[SECRET_CHECKSUM_ANNOTATION];
+    const grafanaChecksum = (resources: DeclaredResource[]) =>
+      release(resources, "kubePrometheusStack").values.grafana.podAnnotations[SECRET_CHECKSUM_ANNOTATION];
+    for (const checksum of [dispatcherChecksum, mlflowChecksum, grafanaChecksum]) {
+      expect(checksum(before)).toMatch(/^[0-9a-f]{64}$/);
+      expect(checksum(rotated)).toMatch(/^[0-9a-f]{64}$/);
+      expect(checksum(rotated)).not.toBe(checksum(before));
+    }
   });
 
   it("pins every Helm chart to the version in HELM_CHARTS", async () => {
