@@ -2,6 +2,8 @@
  * Every stack file in stacks/, declared against mocks: which resources each
  * creates and their key properties.
  */
+import { isAbsolute, resolve } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { GPU_NODE_LABELS, GPU_RESOURCE } from "../../charts-ts/training-job.ts";
 import { DISPATCHER_SCRAPE_JOB } from "../../dispatcher/metric-names.ts";
@@ -530,5 +532,64 @@ describe("local", () => {
 
   it("installs the NVIDIA device plugin for whatever GPU nodes the cluster has", async () => {
     expectGpuPlacement(release(await resourcesOf("local"), "nvidiaDevicePlugin").values);
+  });
+
+  it("takes each chart from its configured source, volumes from the configured StorageClass, and waits as configured", async () => {
+    const { values, secretKeys } = withTestSecrets(readStackFile(STACKS.get("local") as string));
+    const resources = await declare(
+      {
+        values: {
+          ...values,
+          "training-platform:helmCharts": JSON.stringify({
+            mlflow: { path: "../charts/mlflow" },
+            kubePrometheusStack: { repo: "oci://registry.example.com/charts/" },
+            dcgmExporter: { repo: "https://mirror.example.com/nvidia" },
+          }),
+          "training-platform:storageClassName": "local-path",
+          "training-platform:deployTimeoutMinutes": "3",
+        },
+        secretKeys,
+      },
+      () => platform(loadStackConfig()),
+      "local",
+    );
+    const releases = ofType(resources, "kubernetes:helm.sh/v3:Release").map(plain);
+    const byName = (name: string) => releases.find((inputs) => inputs.name === name) as Inputs;
+    // A relative path is from the stack files' directory, what the engine reports as the root directory.
+    expect(byName("mlflow")).toMatchObject({ chart: resolve(pulumi.runtime.getRootDirectory(), "../charts/mlflow"), timeout: 180 });
+    expect(isAbsolute(byName("mlflow").chart)).toBe(true);
+    expect(byName("mlflow").version).toBeUndefined();
+    expect(byName("mlflow").repositoryOpts).toBeUndefined();
+    expect(byName("kube-prometheus-stack")).toMatchObject({
+      chart: "oci://registry.example.com/charts/kube-prometheus-stack",
+      version: "79.12.0",
+    });
+    expect(byName("kube-prometheus-stack").repositoryOpts).toBeUndefined();
+    expect(byName("dcgm-exporter")).toMatchObject({
+      chart: "dcgm-exporter",
+      version: "4.7.1",
+      repositoryOpts: { repo: "https://mirror.example.com/nvidia" },
+    });
+    expect(byName("nvidia-device-plugin")).toMatchObject({
+      chart: "nvidia-device-plugin",
+      repositoryOpts: { repo: HELM_CHARTS.nvidiaDevicePlugin.repo },
+    });
+
+    const postgres = one(resources, "kubernetes:apps/v1:StatefulSet", "mlflow-postgres");
+    expect(postgres.inputs.spec.volumeClaimTemplates[0].spec.storageClassName).toBe("local-path");
+    expect(byName("kube-prometheus-stack").values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.storageClassName).toBe(
+      "local-path",
+    );
+  });
+
+  it("sets Postgres' password from the Secret at every start, so a rotated one reaches the database", async () => {
+    const postgres = plain(one(await resourcesOf("local"), "kubernetes:apps/v1:StatefulSet", "mlflow-postgres"));
+    const container = postgres.spec.template.spec.containers[0];
+    const [shell, flag, script] = container.lifecycle.postStart.exec.command;
+    expect([shell, flag]).toEqual(["sh", "-c"]);
+    expect(script).toContain(`ALTER ROLE :\\"user\\" WITH PASSWORD :'password';`);
+    expect(script).toContain('-v password="$POSTGRES_PASSWORD"');
+    expect(script).not.toContain(TEST_SECRETS.mlflowDbPassword);
+    expect(postgres.spec.template.metadata.annotations[SECRET_CHECKSUM_ANNOTATION]).toMatch(/^[0-9a-f]{64}$/);
   });
 });
