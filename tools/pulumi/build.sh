@@ -77,6 +77,7 @@ timed() { # timed <label> <cmd...>
 
 # ---- CLI and language host (one module graph) -------------------------------
 cd "$HERE/engine"
+timed "the language host's tests" go test -trimpath -count=1 ./language-nodejs
 timed "pulumi and pulumi-language-nodejs ($PULUMI_VERSION)" \
   go build -trimpath -o "$tmp/" \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION -X main.version=$PULUMI_VERSION" \
