@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Pulumi engine `npm run pulumi` uses, from Go modules only:
 #   pulumi                      the CLI (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-#   pulumi-language-nodejs      our Node.js language host (engine/language-nodejs/)
+#   pulumi-language-nodejs      our Node.js language host (engine/pulumi-language-nodejs/)
 #   pulumi-resource-kubernetes  the Kubernetes provider (pulumi-kubernetes/provider/v4)
 #
 # Binaries land in $HOME/.cache/training-platform/pulumi/<key>/ where <key>
@@ -77,11 +77,11 @@ timed() { # timed <label> <cmd...>
 
 # ---- CLI and language host (one module graph) -------------------------------
 cd "$HERE/engine"
-timed "the language host's tests" go test -trimpath -count=1 ./language-nodejs
+timed "the language host's tests" go test -trimpath -count=1 ./pulumi-language-nodejs
 timed "pulumi and pulumi-language-nodejs ($PULUMI_VERSION)" \
   go build -trimpath -o "$tmp/" \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION -X main.version=$PULUMI_VERSION" \
-    github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./language-nodejs
+    github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./pulumi-language-nodejs
 
 # ---- Kubernetes provider ----------------------------------------------------
 # Its main embeds schema-embed.json and terraform-mapping-embed.json, which the

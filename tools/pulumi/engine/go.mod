@@ -1,5 +1,5 @@
 // The Pulumi CLI at the version of our @pulumi/pulumi (package.json) and our
-// Node.js language host (language-nodejs/), built by tools/pulumi/build.sh from
+// Node.js language host (pulumi-language-nodejs/), built by tools/pulumi/build.sh from
 // one module graph. pkg/v3's own go.mod replaces the clipboard module; replaces
 // only apply in the main module, so this wrapper repeats it.
 module trainingplatform.local/tools/pulumi/engine

@@ -185,7 +185,8 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, stream pulumirpc.Langu
 	}
 	args := append([]string{filepath.Join(modules, "@pulumi/pulumi/cmd/run-policy-pack")}, req.GetArgs()...)
 	cmd := exec.CommandContext(stream.Context(), h.node, append(args, dir)...)
-	cmd.Dir = req.GetPwd()
+	// @pulumi/policy reads the pack's version from ./package.json.
+	cmd.Dir = dir
 	cmd.Env = req.GetEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
