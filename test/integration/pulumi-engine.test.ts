@@ -9,12 +9,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
+import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
-import { distObjects } from "./platform.ts";
+import { DIST_DIR, distObjects } from "./platform.ts";
 import { until } from "./until.ts";
 
 const REPO = join(import.meta.dirname, "..", "..");
@@ -168,8 +168,16 @@ const decode = (value: string | undefined) => Buffer.from(value ?? "", "base64")
 
 /** The values a Helm release was installed with, from Helm's own release Secret. */
 async function helmValues(release: string, namespace: string): Promise<Record<string, unknown>> {
-  const client = KubernetesObjectApi.makeApiClient(kubeConfig);
-  const list = await client.list<SecretObject>("v1", "Secret", namespace, undefined, undefined, undefined, `owner=helm,name=${release}`);
+  const list = await objects.list<SecretObject>(
+    "v1",
+    "Secret",
+    namespace,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    `owner=helm,name=${release}`,
+  );
   const latest = list.items.sort((a, b) => Number(a.metadata?.labels?.version) - Number(b.metadata?.labels?.version)).at(-1);
   if (!latest) throw new Error(`no Helm release ${namespace}/${release}`);
   const stored = Buffer.from(decode(latest.data.release), "base64");
@@ -192,6 +200,7 @@ async function snapshot() {
 beforeAll(async () => {
   const project = parse(readFileSync(join(STACKS, "Pulumi.yaml"), "utf8"));
   mkdirSync(PROJECT);
+  mkdirSync(join(work, "state"));
   writeFileSync(join(PROJECT, "Pulumi.yaml"), stringify({ ...project, main: relative(PROJECT, resolve(STACKS, project.main)) }));
   // Builds the engine or finds it cached; a failure here fails every test below.
   const build = spawnSync("bash", [join(REPO, "tools", "pulumi", "build.sh")], {
@@ -287,7 +296,9 @@ describe("the Pulumi engine against the test control plane", () => {
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
 
       // Server-side applying dist/'s objects changes nothing the stack deployed (quantities normalised by the API server).
-      for (const object of distObjects("platform.k8s.yaml")) {
+      // loadAllYaml, not a plain parse: the client serialises by its typed models, which drop keys they spell
+      // differently (a plain LimitRange's `default` would be lost and defaulted to its `max`).
+      for (const object of loadAllYaml(readFileSync(join(DIST_DIR, "platform.k8s.yaml"), "utf8")) as KubernetesObject[]) {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
         const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
