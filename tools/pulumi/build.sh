@@ -19,7 +19,7 @@ source "$HERE/../../test/cluster/lib.sh"
 source "$HERE/versions.env"
 log() { printf '[pulumi %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-BINARIES=(pulumi pulumi-language-nodejs pulumi-resource-kubernetes)
+BINARIES=(pulumi pulumi-language-nodejs plugins/pulumi-resource-kubernetes)
 
 command -v go >/dev/null || die "go is not installed (need Go >= $(awk '$1=="go"{print $2}' "$HERE/engine/go.mod"))"
 
@@ -101,8 +101,9 @@ cd "$tmp"
 go mod edit -replace="$provider_pkg=./provider"
 timed "the provider's embedded schema" go build -o "$tmp/generate-schema" ./generate
 (cd "$src/cmd/pulumi-resource-kubernetes" && VERSION="$KUBERNETES_PROVIDER_VERSION" "$tmp/generate-schema")
+# Not next to the CLI: that directory goes on PATH, and the engine warns about a provider found there.
 timed "pulumi-resource-kubernetes ($KUBERNETES_PROVIDER_VERSION)" \
-  go build -trimpath -o "$tmp/pulumi-resource-kubernetes" \
+  go build -trimpath -o "$tmp/plugins/pulumi-resource-kubernetes" \
     -ldflags "-s -w -X $provider_pkg/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" \
     "$provider_pkg/cmd/pulumi-resource-kubernetes"
 rm -rf "$src" "$tmp/generate" "$tmp/generate-schema" "$tmp/go.mod" "$tmp/go.sum"

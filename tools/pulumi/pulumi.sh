@@ -16,8 +16,8 @@ export PULUMI_SKIP_UPDATE_CHECK="${PULUMI_SKIP_UPDATE_CHECK:-true}"
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="${PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION:-true}"
 
 plugin_dir="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$KUBERNETES_PROVIDER_VERSION"
-if ! cmp -s "$BIN_DIR/pulumi-resource-kubernetes" "$plugin_dir/pulumi-resource-kubernetes"; then
+if ! cmp -s "$BIN_DIR/plugins/pulumi-resource-kubernetes" "$plugin_dir/pulumi-resource-kubernetes"; then
   pulumi plugin install resource kubernetes "$KUBERNETES_PROVIDER_VERSION" --reinstall \
-    --file "$BIN_DIR/pulumi-resource-kubernetes" >&2
+    --file "$BIN_DIR/plugins/pulumi-resource-kubernetes" >&2
 fi
 exec pulumi "$@"
