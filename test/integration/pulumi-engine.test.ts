@@ -9,12 +9,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
+import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
-import { DIST_DIR, distObjects } from "./platform.ts";
+import { distObjects } from "./platform.ts";
 import { until } from "./until.ts";
 
 const REPO = join(import.meta.dirname, "..", "..");
@@ -199,6 +199,23 @@ async function snapshot() {
   return { workloads, secrets };
 }
 
+/**
+ * Other integration files apply dist/'s platform objects under their own field
+ * manager; the stack must create its own, so those go first (the files after
+ * this one apply them again).
+ */
+async function withoutOtherFilesPlatform(): Promise<void> {
+  const platformObjects = distObjects("platform.k8s.yaml").filter((object) => !object.metadata?.namespace);
+  for (const object of platformObjects) await objects.delete(object).catch(() => undefined);
+  for (const object of platformObjects) {
+    await until(
+      `${object.kind} ${object.metadata?.name} gone`,
+      async () => (await read(object.apiVersion as string, object.kind as string, object.metadata?.name as string)) === undefined,
+      120_000,
+    );
+  }
+}
+
 beforeAll(async () => {
   const project = parse(readFileSync(join(STACKS, "Pulumi.yaml"), "utf8"));
   mkdirSync(PROJECT);
@@ -235,6 +252,7 @@ beforeAll(async () => {
   ]) {
     await objects.patch(object, undefined, undefined, "engine-test", true, PatchStrategy.ServerSideApply);
   }
+  await withoutOtherFilesPlatform();
   pulumiOk(STACK, "stack", "init");
   configure(STACK);
 }, BUILD_TIMEOUT_MS);
@@ -298,9 +316,7 @@ describe("the Pulumi engine against the test control plane", () => {
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
 
       // Server-side applying dist/'s objects changes nothing the stack deployed (quantities normalised by the API server).
-      // loadAllYaml, not a plain parse: the client serialises by its typed models, which drop keys they spell
-      // differently (a plain LimitRange's `default` would be lost and defaulted to its `max`).
-      for (const object of loadAllYaml(readFileSync(join(DIST_DIR, "platform.k8s.yaml"), "utf8")) as KubernetesObject[]) {
+      for (const object of distObjects("platform.k8s.yaml")) {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
         const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);

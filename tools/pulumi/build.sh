@@ -70,15 +70,15 @@ trap 'rm -rf "$tmp"' EXIT
 
 timed() { # timed <label> <cmd...>
   local label="$1" t0=$SECONDS; shift
-  log "building $label ..."
-  "$@" || die "building $label failed"
-  log "built $label in $((SECONDS - t0))s"
+  log "$label ..."
+  "$@" || die "$label failed"
+  log "$label: done in $((SECONDS - t0))s"
 }
 
 # ---- CLI and language host (one module graph) -------------------------------
 cd "$HERE/engine"
-timed "the language host's tests" go test -trimpath -count=1 ./pulumi-language-nodejs
-timed "pulumi and pulumi-language-nodejs ($PULUMI_VERSION)" \
+timed "testing the language host" go test -trimpath -count=1 ./pulumi-language-nodejs
+timed "building pulumi and pulumi-language-nodejs ($PULUMI_VERSION)" \
   go build -trimpath -o "$tmp/" \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION -X main.version=$PULUMI_VERSION" \
     github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./pulumi-language-nodejs
@@ -99,10 +99,10 @@ mkdir "$tmp/generate"
 sed '/^\/\/go:build ignore$/d; /^\/\/ +build ignore$/d' "$src/cmd/pulumi-resource-kubernetes/generate.go" >"$tmp/generate/main.go"
 cd "$tmp"
 go mod edit -replace="$provider_pkg=./provider"
-timed "the provider's embedded schema" go build -o "$tmp/generate-schema" ./generate
+timed "building the provider's schema generator" go build -o "$tmp/generate-schema" ./generate
 (cd "$src/cmd/pulumi-resource-kubernetes" && VERSION="$KUBERNETES_PROVIDER_VERSION" "$tmp/generate-schema")
 # Not next to the CLI: that directory goes on PATH, and the engine warns about a provider found there.
-timed "pulumi-resource-kubernetes ($KUBERNETES_PROVIDER_VERSION)" \
+timed "building pulumi-resource-kubernetes ($KUBERNETES_PROVIDER_VERSION)" \
   go build -trimpath -o "$tmp/plugins/pulumi-resource-kubernetes" \
     -ldflags "-s -w -X $provider_pkg/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION" \
     "$provider_pkg/cmd/pulumi-resource-kubernetes"
