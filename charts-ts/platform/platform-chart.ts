@@ -3,6 +3,7 @@ import { k8s } from "cdk8s-plus-33";
 import type { Construct } from "constructs";
 import { type PlatformSettingsProps, platformSettings } from "../settings.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { DispatcherJobPolicy } from "./dispatcher-job-policy.ts";
 import { DispatcherRbac } from "./dispatcher-rbac.ts";
 import { TrainingPriorityClasses } from "./priority-classes.ts";
 import { type ClusterPeer, TrainerNetworkPolicy } from "./trainer-network-policy.ts";
@@ -44,7 +45,8 @@ export interface PlatformChartProps {
 /**
  * Everything the training namespace needs besides the Jobs themselves:
  * the namespace, quotas, priority classes, trainer network policy, and the
- * dispatcher with its least-privilege RBAC.
+ * dispatcher with its least-privilege RBAC and the admission policy that keeps
+ * its Jobs TrainingJob-shaped.
  */
 export class PlatformChart extends Chart {
   constructor(scope: Construct, id: string, props: PlatformChartProps = {}) {
@@ -66,6 +68,7 @@ export class PlatformChart extends Chart {
       mlflow: props.mlflow ?? { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
     const rbac = new DispatcherRbac(this, "DispatcherRbac", { namespace });
+    new DispatcherJobPolicy(this, "DispatcherJobPolicy", { platform, serviceAccountName: rbac.serviceAccountName });
     new Dispatcher(this, "Dispatcher", {
       platform,
       serviceAccountName: rbac.serviceAccountName,

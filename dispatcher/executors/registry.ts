@@ -9,7 +9,7 @@
 import type { Executor, TrainingRequest } from "../../charts-ts/request.ts";
 import { ApiError, apiServerMessage, notFound } from "../api-error.ts";
 import type { JobStatus } from "../status/status-model.ts";
-import type { DryRunResult, JobExecutor, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import type { DryRunResult, JobExecutor, ListFilter, LogRequest, LogResult, Readiness, SubmitResult } from "./job-executor.ts";
 
 export interface UnavailableExecutor {
   readonly executor: Executor;
@@ -68,7 +68,15 @@ export class ExecutorRegistry {
       const held = await Promise.allSettled(others.map((executor) => executor.get(request.jobId)));
       for (const [index, answer] of held.entries()) {
         const other = others[index] as JobExecutor;
-        if (answer.status === "rejected") throw answer.reason;
+        if (answer.status === "rejected") {
+          const reason = answer.reason;
+          if (!(reason instanceof ApiError)) throw reason;
+          throw new ApiError(
+            reason.statusCode,
+            reason.code,
+            `cannot tell whether the ${other.kind} executor already holds job ${request.jobId}, so it is not created: ${reason.message}`,
+          );
+        }
         if (answer.value) {
           throw new ApiError(
             409,
@@ -140,7 +148,7 @@ export class ExecutorRegistry {
   }
 
   /** Each executor's readiness, asked at once. */
-  async readiness(): Promise<Partial<Record<Executor, boolean>>> {
+  async readiness(): Promise<Partial<Record<Executor, Readiness>>> {
     const states = await Promise.all(this.executors.map(async (executor) => [executor.kind, await executor.ready()] as const));
     return Object.fromEntries(states);
   }

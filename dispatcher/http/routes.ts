@@ -22,6 +22,8 @@ import {
   readinessSchema,
   submitQuery,
   submitResponseSchema,
+  type TransitionEvent,
+  transitionEventSchema,
 } from "./schemas.ts";
 
 export interface RouteContext {
@@ -38,6 +40,7 @@ function submissionResult(status: number): string {
   if (status === 201) return "created";
   if (status === 200) return "existing";
   if (status === 409) return "conflict";
+  if (status === 429) return "quota_exceeded";
   return status < 500 ? "invalid" : "error";
 }
 
@@ -67,7 +70,7 @@ function stream(context: RouteContext, request: FastifyRequest, reply: FastifyRe
   out.writeHead(200, { "content-type": SSE, "cache-control": "no-cache", connection: "keep-alive" });
   out.write(": connected\n\n");
   const write = (event: FeedEvent) => {
-    const data = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
+    const data: TransitionEvent = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
     out.write(`id: ${event.id}\nevent: transition\ndata: ${JSON.stringify(data)}\n\n`);
   };
   const unsubscribe = feed.subscribe(filter, typeof lastEventId === "string" ? lastEventId : undefined, write);
@@ -106,7 +109,7 @@ export function routeTable(context: RouteContext): readonly Route[] {
       },
       handler: async ({ reply }) => {
         const executors = await registry.readiness();
-        const ready = Object.values(executors).every(Boolean);
+        const ready = Object.values(executors).every((state) => state.ready);
         return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", executors });
       },
     }),
@@ -140,7 +143,8 @@ export function routeTable(context: RouteContext): readonly Route[] {
       },
       errors: {
         conflict: "the jobId exists with a different request (the differing fields are named) or on another executor",
-        kubernetes_unavailable: "the Kubernetes API did not answer",
+        quota_exceeded: "the training namespace's Job-count quota is full (the quota's own message); nothing was created",
+        kubernetes_unavailable: "the Kubernetes API did not answer, or the training namespace does not exist (apply the platform chart)",
       },
       // Counted from the answer, so a body refused before the handler counts as `invalid` too.
       observe: (request, reply) => {
@@ -248,13 +252,21 @@ export function routeTable(context: RouteContext): readonly Route[] {
       summary: "Server-sent events: one job's transitions (id = its sequence; send Last-Event-ID to resume)",
       params: jobIdParams,
       streaming: true,
-      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE } },
+      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE, schema: transitionEventSchema } },
       errors: {
-        not_found: "no such job, or live events are off (no kubernetes executor)",
+        not_found: "no such job, a job of the local executor (live events follow Kubernetes jobs), or live events are off",
         kubernetes_unavailable: "the Kubernetes API did not answer",
       },
       handler: async ({ params, request, reply }) => {
-        await registry.find(params.jobId);
+        const { executor } = await registry.find(params.jobId);
+        // The feed follows the cluster's Jobs: a local job's stream would stay silent forever.
+        if (executor.kind !== "kubernetes") {
+          throw new ApiError(
+            404,
+            "not_found",
+            `job ${params.jobId} runs on the ${executor.kind} executor; live events follow Kubernetes jobs`,
+          );
+        }
         stream(context, request, reply, { jobId: params.jobId });
       },
     }),
@@ -266,7 +278,7 @@ export function routeTable(context: RouteContext): readonly Route[] {
       summary: "Server-sent events: every job's transitions (id = `<at ms>-<jobId>-<sequence>`; send Last-Event-ID to resume)",
       query: eventsQuery,
       streaming: true,
-      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE } },
+      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE, schema: transitionEventSchema } },
       errors: { not_found: "live events are off (no kubernetes executor)" },
       handler: async ({ query, request, reply }) => stream(context, request, reply, query),
     }),
