@@ -4,7 +4,7 @@
  * for every status-propagation latency (conditions' lastTransitionTime has only
  * 1 s resolution).
  */
-import { type KubeConfig, type V1Job, Watch } from "@kubernetes/client-node";
+import { type KubeConfig, type V1Job, type V1Pod, Watch } from "@kubernetes/client-node";
 import { LABEL } from "../charts-ts/labels.ts";
 
 /** The conditions the dispatcher reads as completed or failed (job-status.ts). */
@@ -60,5 +60,49 @@ export class ConditionWatcher {
     const sighting = this.sightings.get(jobId) ?? { terminalAt: at, condition: terminal.type };
     if (sighting.completeAt === undefined && conditions.some((condition) => condition.type === "Complete")) sighting.completeAt = at;
     this.sightings.set(jobId, sighting);
+  }
+}
+
+/**
+ * A plain watch on the bench's Pods: when this process first sees a job's trainer container
+ * waiting with a given reason (ErrImagePull), the reference time for a reason change's propagation.
+ */
+export class PodReasonWatcher {
+  readonly sightings = new Map<number, number>();
+  error: string | undefined;
+  private controller: AbortController | undefined;
+  private stopped = false;
+  private readonly kubeConfig: KubeConfig;
+  private readonly namespace: string;
+  private readonly labelSelector: string;
+  private readonly reason: string;
+
+  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string, reason: string) {
+    this.kubeConfig = kubeConfig;
+    this.namespace = namespace;
+    this.labelSelector = labelSelector;
+    this.reason = reason;
+  }
+
+  async start(): Promise<void> {
+    this.controller = await new Watch(this.kubeConfig).watch(
+      `/api/v1/namespaces/${this.namespace}/pods`,
+      { labelSelector: this.labelSelector, allowWatchBookmarks: false },
+      (_type: string, pod: V1Pod) => {
+        const at = performance.now();
+        const jobId = Number(pod.metadata?.labels?.[LABEL.jobId]);
+        const waiting = pod.status?.containerStatuses?.some((container) => container.state?.waiting?.reason === this.reason);
+        if (waiting && !this.sightings.has(jobId)) this.sightings.set(jobId, at);
+      },
+      (error: unknown) => {
+        if (!this.stopped)
+          this.error = `the bench's own Pod watch ended: ${error instanceof Error ? error.message : String(error ?? "closed")}`;
+      },
+    );
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.controller?.abort();
   }
 }

@@ -21,7 +21,9 @@ import type { PlatformSettings } from "../../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import { ApiError, apiServerMessage } from "../api-error.ts";
+import { dryRunPod, jobEventsOf } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
+import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
 import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
@@ -72,10 +74,12 @@ export class KubernetesExecutor implements JobExecutor {
   }
 
   async submit(request: TrainingRequest): Promise<SubmitResult> {
+    const manifest = this.render(request) as V1Job;
+    await this.assertAdmissible(manifest);
     try {
       const job = await this.batch.createNamespacedJob({
         namespace: this.namespace,
-        body: this.render(request) as V1Job,
+        body: manifest,
         fieldValidation: "Strict",
       });
       return { created: true, status: deriveJobStatus({ job, pods: [] }, request.jobId) };
@@ -108,13 +112,35 @@ export class KubernetesExecutor implements JobExecutor {
         dryRun: "All",
         fieldValidation: "Strict",
       });
-      return { accepted: true };
+      return await this.podVerdict(manifest as V1Job);
     } catch (error) {
       if (error instanceof ApiException && error.code >= 400 && error.code < 500) {
         return { accepted: false, statusCode: error.code, message: apiServerMessage(error) };
       }
       throw unavailable(error);
     }
+  }
+
+  /** The pod's dry run (live/admission.ts): the Job's own dry run does not judge its pods. */
+  private async podVerdict(job: V1Job): Promise<DryRunVerdict> {
+    try {
+      const { field: _field, ...verdict } = await dryRunPod(this.core, this.namespace, job);
+      return verdict;
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  /** A pod the namespace will never admit is refused before anything is created. */
+  private async assertAdmissible(job: V1Job): Promise<void> {
+    let verdict: Awaited<ReturnType<typeof dryRunPod>>;
+    try {
+      verdict = await dryRunPod(this.core, this.namespace, { ...job, metadata: { ...job.metadata, namespace: this.namespace } });
+    } catch (error) {
+      throw unavailable(error);
+    }
+    if (!verdict.accepted)
+      throw new ApiError(400, "invalid_request", `the namespace would refuse the trainer's pod: ${verdict.message}`, verdict.field);
   }
 
   async get(jobId: number): Promise<JobStatus | undefined> {
@@ -177,15 +203,13 @@ export class KubernetesExecutor implements JobExecutor {
     const job = await this.readJob(jobId);
     if (!job) return { kind: "unknown-job" };
     const pods = await this.podsOf(job);
-    const attempts = [...pods].sort(
-      (a, b) => new Date(a.metadata?.creationTimestamp ?? 0).getTime() - new Date(b.metadata?.creationTimestamp ?? 0).getTime(),
-    );
-    const number = request.attempt ?? attempts.length;
-    if (request.attempt !== undefined && (request.attempt < 1 || request.attempt > attempts.length))
-      return { kind: "no-such-attempt", attempts: attempts.length };
-    const pod = attempts[number - 1];
-    const state = pod?.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
-    if (!pod || !(state?.running || state?.terminated)) return { kind: "no-output-yet", status: await this.statusOf(job, jobId) };
+    const status = await this.statusOf(job, jobId, pods);
+    // Attempts as GET counts them: the record keeps those whose pods are gone.
+    const target = attemptLog(status, pods, request.attempt);
+    if (target.kind !== "pod") return target;
+    const { pod, attempt } = target;
+    const state = pod.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
+    if (!(state?.running || state?.terminated)) return { kind: "no-output-yet", status };
     const stream = new PassThrough();
     const options = { follow: request.follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
     try {
@@ -194,7 +218,7 @@ export class KubernetesExecutor implements JobExecutor {
     } catch (error) {
       throw unavailable(error);
     }
-    return { kind: "output", attempt: number, stream };
+    return { kind: "output", attempt, stream };
   }
 
   async ready(): Promise<boolean> {
@@ -227,20 +251,24 @@ export class KubernetesExecutor implements JobExecutor {
     }
   }
 
-  private async statusOf(job: V1Job, jobId: number): Promise<JobStatus> {
-    const pods = await this.podsOf(job);
+  private async statusOf(job: V1Job, jobId: number, known?: readonly V1Pod[]): Promise<JobStatus> {
+    const pods = known ?? (await this.podsOf(job));
     // Scheduling events matter only while a pod waits for a node.
     const waiting = pods.filter((pod) => pod.status?.phase === "Pending");
     try {
-      const events = await Promise.all(
-        waiting.map((pod) =>
-          this.core.listNamespacedEvent({
-            namespace: this.namespace,
-            fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name}`,
-          }),
+      const [jobEvents, ...events] = await Promise.all([
+        jobEventsOf(this.core, this.namespace, job),
+        ...waiting.map(
+          async (pod) =>
+            (
+              await this.core.listNamespacedEvent({
+                namespace: this.namespace,
+                fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name}`,
+              })
+            ).items,
         ),
-      );
-      return deriveJobStatus({ job, pods, events: events.flatMap((list) => list.items) }, jobId);
+      ]);
+      return deriveJobStatus({ job, pods: [...pods], events: [...jobEvents, ...events.flat()] }, jobId);
     } catch (error) {
       throw unavailable(error);
     }

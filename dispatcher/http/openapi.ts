@@ -110,7 +110,8 @@ export function openApiDocument(): Record<string, unknown> {
           ],
           responses: {
             "200": {
-              description: "text; header x-log-state is `output` or `no-output-yet`",
+              description:
+                "text; header x-log-state is `output`, `no-output-yet` or `pods-gone` (with x-log-attempt and, when known, x-log-exit-code)",
               content: { "text/plain": { schema: { type: "string" } } },
             },
             "404": errorResponse("no such job or attempt"),

@@ -277,6 +277,15 @@ export function buildServer(props: ServerProps): FastifyInstance {
             .header("x-log-state", "no-output-yet")
             .header("x-job-phase", result.status.phase)
             .send("");
+        case "pods-gone":
+          // The attempt ran, its pod is gone (stopped, failed fast): say so, with how it ended.
+          return reply
+            .type("text/plain; charset=utf-8")
+            .header("x-log-state", "pods-gone")
+            .header("x-log-attempt", String(result.attempt))
+            .header("x-job-phase", result.status.phase)
+            .headers(result.exitCode === undefined ? {} : { "x-log-exit-code": String(result.exitCode) })
+            .send("");
         case "output":
           return reply
             .type("text/plain; charset=utf-8")

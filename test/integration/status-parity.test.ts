@@ -189,10 +189,7 @@ function isSubsequence(needles: readonly string[], haystack: readonly string[]):
 
 const terminal = (status: JobStatus) => TERMINAL_PHASES.has(status.phase);
 
-/**
- * Follows one job to `finished` with all three observers and checks they agree; returns what was pushed.
- * `watchFrom` subscribes before the job exists where the caller creates it after.
- */
+/** Follows one job to `finished` with all three observers and checks they agree; returns what was pushed. */
 async function parity(jobId: number, finished: (status: JobStatus) => boolean = terminal): Promise<Pushed[]> {
   const sse = subscribe(jobId);
   const { seen, last } = await poll(jobId, finished);
@@ -230,7 +227,10 @@ const podsOf = async (jobId: number) =>
 describe("pushed status equals GET", () => {
   it("a job that succeeds", async () => {
     const pushed = await parity(await submit());
-    expect(pushed.map(keyOf)).toEqual(["pending/Created", "starting/ContainerCreating", "running/Started", "completed/Succeeded"]);
+    // A wait for quota (another file's pods still going) may come between; these come in this order.
+    expect(
+      isSubsequence(["pending/Created", "starting/ContainerCreating", "running/Started", "completed/Succeeded"], pushed.map(keyOf)),
+    ).toBe(true);
     expect(pushed.at(-1)?.exitCode).toBe(0);
   });
 

@@ -1,0 +1,85 @@
+/**
+ * Pod admission, asked of the API server itself. A server-side dry run of a Job runs the Job's
+ * admission only: ResourceQuota, LimitRange and Pod Security judge the pods, which the Job
+ * controller creates later, and their refusal lands as a FailedCreate event on the Job. So a
+ * submission also dry-runs the Pod its Job would create, built from the Job's template as the
+ * Job controller builds it, and the status reads the Job's own events.
+ *
+ * The dispatcher's Role grants `create` on pods for that dry run; the platform chart's
+ * ValidatingAdmissionPolicy `training-dispatcher-pods-dry-run-only` refuses any pod the
+ * dispatcher's ServiceAccount creates for real (RBAC cannot say "dry run only", admission can),
+ * so the grant adds no way around what Jobs may run.
+ */
+import { ApiException, type CoreV1Api, type CoreV1Event, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import { JOB_NAME_LABEL } from "../../charts-ts/labels.ts";
+import { apiServerMessage } from "../api-error.ts";
+import { podRefusalOf } from "../status/pod-admission.ts";
+
+/** The Pod the Job controller would create for the Job: its template, named and labelled as the controller does. */
+export function podOf(job: V1Job): V1Pod {
+  const name = job.metadata?.name ?? "";
+  const template = job.spec?.template;
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      ...template?.metadata,
+      generateName: `${name}-`,
+      namespace: job.metadata?.namespace,
+      labels: { ...template?.metadata?.labels, [JOB_NAME_LABEL]: name, "job-name": name },
+    },
+    spec: template?.spec ?? { containers: [] },
+  };
+}
+
+export interface PodVerdict {
+  readonly accepted: boolean;
+  readonly message?: string;
+  readonly statusCode?: number;
+  /** The request field the refusal is about, where one is (a LimitRange bound on cpu or memory). */
+  readonly field?: string;
+}
+
+const LIMIT_FIELD: Readonly<Record<string, string>> = {
+  "cpu limit": "resources.cpu",
+  "memory limit": "resources.memory",
+  "cpu request": "resources.cpuRequest",
+  "memory request": "resources.memoryRequest",
+};
+
+/** The request field a LimitRange message names: `maximum cpu usage per Container is 64, but limit is 100` -> resources.cpu. */
+function fieldOf(message: string): string | undefined {
+  const match = /(?:maximum|minimum) (cpu|memory) usage per \w+ is \S+, but (limit|request) is/.exec(message);
+  return match ? LIMIT_FIELD[`${match[1]} ${match[2]}`] : undefined;
+}
+
+/**
+ * Whether the namespace would ever admit the Job's pod: a dry-run create of it. A full quota is
+ * not a refusal (it frees up; the job waits, and says so); a quota the pod exceeds on its own is.
+ * Throws what is not the API server's verdict (it cannot be reached).
+ */
+export async function dryRunPod(core: CoreV1Api, namespace: string, job: V1Job): Promise<PodVerdict> {
+  try {
+    await core.createNamespacedPod({ namespace, body: podOf(job), dryRun: "All" });
+    return { accepted: true };
+  } catch (error) {
+    if (!(error instanceof ApiException) || error.code >= 500 || error.code < 400) throw error;
+    const message = apiServerMessage(error);
+    const refusal = podRefusalOf(message);
+    if (refusal.reason === "QuotaExceeded" && !refusal.permanent) return { accepted: true };
+    const field = fieldOf(refusal.message);
+    return { accepted: false, statusCode: error.code, message: refusal.message, ...(field !== undefined && { field }) };
+  }
+}
+
+/**
+ * The Job's own events (FailedCreate while the API server refuses its pods), for a status read
+ * the way the watch reads it: the history keeps a wait for admission after the pod came.
+ */
+export async function jobEventsOf(core: CoreV1Api, namespace: string, job: V1Job): Promise<CoreV1Event[]> {
+  const events = await core.listNamespacedEvent({
+    namespace,
+    fieldSelector: `involvedObject.kind=Job,involvedObject.name=${job.metadata?.name}`,
+  });
+  return events.items;
+}
