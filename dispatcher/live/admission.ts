@@ -63,7 +63,9 @@ export async function dryRunPod(core: CoreV1Api, namespace: string, job: V1Job):
     await core.createNamespacedPod({ namespace, body: podOf(job), dryRun: "All" });
     return { accepted: true };
   } catch (error) {
-    if (!(error instanceof ApiException) || error.code >= 500 || error.code < 400) throw error;
+    // Admission says no with 403 (quota, Pod Security, policies) or 422 (LimitRange, validation); anything
+    // else (a namespace that is not there, an API server away) is no verdict on the pod.
+    if (!(error instanceof ApiException) || ![400, 403, 422].includes(error.code)) throw error;
     const message = apiServerMessage(error);
     const refusal = podRefusalOf(message);
     if (refusal.reason === "QuotaExceeded" && !refusal.permanent) return { accepted: true };

@@ -138,28 +138,22 @@ export class JobWatch {
       false,
       TRAINING_SELECTOR,
     );
-    // Events carry no labels; the field selector keeps them to pods, and only a
-    // training pod's events (scheduling, image pulls) ever reach a status.
-    const podEvents = "involvedObject.kind=Pod";
-    this.events = new ListWatch<CoreV1Event>(
-      `/api/v1/namespaces/${namespace}/events`,
-      watch,
-      () => core.listNamespacedEvent({ namespace, fieldSelector: podEvents }),
-      false,
-      undefined,
-      podEvents,
-    );
-    // The Job controller's own events (FailedCreate: the API server refused a pod for quota, LimitRange,
-    // Pod Security) are about the Job, not a pod: without them a job the namespace will not admit waits silently.
-    const jobEvents = "involvedObject.kind=Job";
-    this.jobEvents = new ListWatch<CoreV1Event>(
-      `/api/v1/namespaces/${namespace}/events`,
-      watch,
-      () => core.listNamespacedEvent({ namespace, fieldSelector: jobEvents }),
-      false,
-      undefined,
-      jobEvents,
-    );
+    // Events carry no labels; a field selector per kind keeps them to pods (scheduling, image pulls)
+    // and to Jobs (the Job controller's FailedCreate: the API server refused a pod for quota,
+    // LimitRange, Pod Security), and only a training Job's reach a status.
+    const eventsAbout = (kind: string) => {
+      const selector = `involvedObject.kind=${kind}`;
+      return new ListWatch<CoreV1Event>(
+        `/api/v1/namespaces/${namespace}/events`,
+        watch,
+        () => core.listNamespacedEvent({ namespace, fieldSelector: selector }),
+        false,
+        undefined,
+        selector,
+      );
+    };
+    this.events = eventsAbout("Pod");
+    this.jobEvents = eventsAbout("Job");
     this.wire("jobs", this.jobs, (job) => job.metadata?.name);
     this.wire("pods", this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
     this.wire("events", this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);

@@ -167,6 +167,8 @@ export class StatusStream {
   }
 
   private advance({ job, status }: JobUpdate): void {
+    // A Job being deleted loses its pods, not its history: what that changes in a derivation is no news.
+    if (job.metadata?.deletionTimestamp) return;
     const key = jobKeyOf(job);
     const record = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions]);
     const known = this.streams.get(key);

@@ -15,6 +15,7 @@ import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
 import { type JobStatus, TERMINAL_PHASES, type Transition } from "../../dispatcher/status/status-model.ts";
 import { applyPlatform } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
+import { type Resources, testRequest } from "./requests.ts";
 import { until } from "./until.ts";
 
 const kubeConfig = new KubeConfig();
@@ -69,20 +70,8 @@ afterAll(async () => {
   );
 });
 
-type Resources = TrainingRequestInput["resources"];
-
-function requestFor(jobId: number, fate: Record<string, string> = {}, resources: Resources = { gpu: 1 }): TrainingRequestInput {
-  return {
-    jobId,
-    projectId: 78,
-    framework: "timm",
-    taskType: "image_classification",
-    modelName: "resnet18",
-    dataset: { path: "datasets/flowers", format: "imagefolder" },
-    resources,
-    labels: { "test-run": RUN, ...fate },
-  };
-}
+const requestFor = (jobId: number, fate: Record<string, string> = {}, resources?: Resources): TrainingRequestInput =>
+  testRequest(jobId, { id: RUN, projectId: 78 }, fate, resources);
 
 async function post(path: string, body?: unknown): Promise<Response> {
   return fetch(`${base}${path}`, {
