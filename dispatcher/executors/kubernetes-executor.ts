@@ -21,7 +21,7 @@ import type { PlatformSettings } from "../../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import { ApiError, apiServerMessage } from "../api-error.ts";
-import { dryRunPod, jobEventsOf } from "../live/admission.ts";
+import { dryRunPod, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
@@ -56,6 +56,7 @@ export class KubernetesExecutor implements JobExecutor {
   private readonly version: VersionApi;
   private readonly log: Log;
   private readonly platform: PlatformSettings;
+  private readonly admission: PodAdmission;
 
   constructor(props: KubernetesExecutorProps) {
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
@@ -63,6 +64,7 @@ export class KubernetesExecutor implements JobExecutor {
     this.version = props.kubeConfig.makeApiClient(VersionApi);
     this.log = new Log(props.kubeConfig);
     this.platform = props.platform;
+    this.admission = new PodAdmission(this.core);
   }
 
   private get namespace(): string {
@@ -135,7 +137,7 @@ export class KubernetesExecutor implements JobExecutor {
   private async assertAdmissible(job: V1Job): Promise<void> {
     let verdict: Awaited<ReturnType<typeof dryRunPod>>;
     try {
-      verdict = await dryRunPod(this.core, this.namespace, { ...job, metadata: { ...job.metadata, namespace: this.namespace } });
+      verdict = await this.admission.verdict(this.namespace, { ...job, metadata: { ...job.metadata, namespace: this.namespace } });
     } catch (error) {
       throw unavailable(error);
     }

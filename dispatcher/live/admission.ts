@@ -10,7 +10,7 @@
  * dispatcher's ServiceAccount creates for real (RBAC cannot say "dry run only", admission can),
  * so the grant adds no way around what Jobs may run.
  */
-import { ApiException, type CoreV1Api, type CoreV1Event, type V1Job, type V1Pod } from "@kubernetes/client-node";
+import { ApiException, type CoreV1Api, type CoreV1Event, type V1Container, type V1Job, type V1Pod } from "@kubernetes/client-node";
 import { JOB_NAME_LABEL } from "../../charts-ts/labels.ts";
 import { apiServerMessage } from "../api-error.ts";
 import { podRefusalOf } from "../status/pod-admission.ts";
@@ -54,9 +54,9 @@ function fieldOf(message: string): string | undefined {
 }
 
 /**
- * Whether the namespace would ever admit the Job's pod: a dry-run create of it. A full quota is
- * not a refusal (it frees up; the job waits, and says so); a quota the pod exceeds on its own is.
- * Throws what is not the API server's verdict (it cannot be reached).
+ * Whether the namespace would ever admit the Job's pod: a dry-run create of it. A quota is not a
+ * refusal (it frees up or is raised; the job waits, and says so). Throws what is not the API
+ * server's verdict (it cannot be reached).
  */
 export async function dryRunPod(core: CoreV1Api, namespace: string, job: V1Job): Promise<PodVerdict> {
   try {
@@ -68,7 +68,7 @@ export async function dryRunPod(core: CoreV1Api, namespace: string, job: V1Job):
     if (!(error instanceof ApiException) || ![400, 403, 422].includes(error.code)) throw error;
     const message = apiServerMessage(error);
     const refusal = podRefusalOf(message);
-    if (refusal.reason === "QuotaExceeded" && !refusal.permanent) return { accepted: true };
+    if (refusal.reason === "QuotaExceeded") return { accepted: true };
     const field = fieldOf(refusal.message);
     return { accepted: false, statusCode: error.code, message: refusal.message, ...(field !== undefined && { field }) };
   }
@@ -84,4 +84,45 @@ export async function jobEventsOf(core: CoreV1Api, namespace: string, job: V1Job
     fieldSelector: `involvedObject.kind=Job,involvedObject.name=${job.metadata?.name}`,
   });
   return events.items;
+}
+
+/**
+ * What pod admission judges of a pod: its spec without what varies from one training job to the
+ * next (the trainer's arguments and environment; the Job name is in no part of the spec).
+ * LimitRange and Pod Security look at resources, security contexts, volumes, host access.
+ */
+function admissionShape(namespace: string, job: V1Job): string {
+  const spec = job.spec?.template.spec;
+  const strip = (containers: readonly V1Container[] | undefined) => containers?.map(({ args: _a, env: _e, ...rest }) => rest);
+  return JSON.stringify([namespace, { ...spec, containers: strip(spec?.containers), initContainers: strip(spec?.initContainers) }]);
+}
+
+/**
+ * The pod dry run at submit, with its accepted verdicts remembered for a while per admission
+ * shape: the backend submits many jobs of one shape, and a second round trip per submission
+ * would double its latency. A namespace policy tightened meanwhile is caught by the next
+ * dry run after `rememberMs`, and at run time by the Job's FailedCreate (failed fast).
+ */
+export class PodAdmission {
+  private readonly core: CoreV1Api;
+  private readonly rememberMs: number;
+  private readonly accepted = new Map<string, number>();
+
+  /** @param rememberMs how long an accepted shape is not asked again. @default 30_000 */
+  constructor(core: CoreV1Api, rememberMs = 30_000) {
+    this.core = core;
+    this.rememberMs = rememberMs;
+  }
+
+  async verdict(namespace: string, job: V1Job): Promise<PodVerdict> {
+    const shape = admissionShape(namespace, job);
+    const now = Date.now();
+    if ((this.accepted.get(shape) ?? 0) > now) return { accepted: true };
+    const verdict = await dryRunPod(this.core, namespace, job);
+    if (verdict.accepted) {
+      for (const [known, until] of this.accepted) if (until <= now) this.accepted.delete(known);
+      this.accepted.set(shape, now + this.rememberMs);
+    }
+    return verdict;
+  }
 }

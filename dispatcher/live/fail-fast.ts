@@ -5,7 +5,7 @@
  * - a queued job that no node could ever take (node-fit.ts says when that is certain),
  *   at once: waiting cannot help it;
  * - a job whose pod the API server will never admit (above the LimitRange, forbidden by Pod
- *   Security, more than the whole quota: pod-admission.ts), at once.
+ *   Security: pod-admission.ts), at once.
  * The Job is suspended (the Job controller removes its pods, no further attempts) and
  * annotated with the reason, which the status derivation reports as `failed`. Every
  * replica may do it: the patch carries the resourceVersion it judged, so only the first
@@ -77,7 +77,7 @@ export class FailFast {
   private verdict({ job, status, events }: JobUpdate): Verdict | undefined {
     const since = status.transitions.at(-1)?.at ?? "";
     const waiting = status.phase === "pending" || status.phase === "queued";
-    if (waiting && (status.reason === REASON.podRejected || status.reason === REASON.quotaExceeded)) {
+    if (waiting && status.reason === REASON.podRejected) {
       const refusal = podRefusalOf(status.message ?? "");
       return refusal.permanent
         ? { reason: refusal.reason, message: `the namespace will never admit the trainer's pod: ${refusal.message}`, due: 0 }

@@ -1,10 +1,9 @@
 /**
  * Why the API server refused a Job's pod, from the Job controller's `FailedCreate` event
- * (or a dry run's refusal): a full quota frees up, while a pod above the LimitRange or
- * forbidden by Pod Security can never be admitted however long the job waits.
+ * (or a dry run's refusal): a full quota frees up (or is raised), while a pod above the
+ * LimitRange or forbidden by Pod Security can never be admitted however long the job waits.
  */
 import type { CoreV1Event, V1Job } from "@kubernetes/client-node";
-import { parseQuantity } from "../../charts-ts/quantity.ts";
 import type { REASON } from "./status-model.ts";
 
 export interface PodRefusal {
@@ -22,25 +21,6 @@ const NEVER_ADMITTED = [
   /max limit to request ratio per (?:Container|Pod) is/,
 ];
 
-/** `requests.nvidia.com/gpu=8,requests.cpu=2` as a map of base-unit amounts. */
-function amounts(list: string): Map<string, number> {
-  return new Map(
-    list.split(",").flatMap((entry) => {
-      const [name, value] = entry.trim().split("=");
-      const amount = value === undefined ? undefined : parseQuantity(value);
-      return name && amount !== undefined ? [[name, amount] as const] : [];
-    }),
-  );
-}
-
-/** A quota refusal asking for more than the quota allows at all, used or not. */
-function exceedsQuotaOutright(message: string): boolean {
-  const match = /requested: (.*?), used: .*?, limited: (.*)$/.exec(message);
-  if (!match) return false;
-  const limited = amounts(match[2] ?? "");
-  return [...amounts(match[1] ?? "")].some(([name, requested]) => requested > (limited.get(name) ?? Number.POSITIVE_INFINITY));
-}
-
 /** Classifies the API server's refusal of a pod (a Status message or a FailedCreate event's). */
 export function podRefusalOf(apiMessage: string): PodRefusal {
   const message = apiMessage
@@ -48,7 +28,8 @@ export function podRefusalOf(apiMessage: string): PodRefusal {
     .replace(/^Error creating: /, "")
     .replace(/^pods "[^"]*" is forbidden: /, "")
     .trim();
-  if (message.startsWith("exceeded quota:")) return { reason: "QuotaExceeded", message, permanent: exceedsQuotaOutright(message) };
+  // A quota is the namespace's to raise, even one smaller than the pod: the job waits and says why.
+  if (message.startsWith("exceeded quota:")) return { reason: "QuotaExceeded", message, permanent: false };
   return { reason: "PodRejected", message, permanent: NEVER_ADMITTED.some((pattern) => pattern.test(message)) };
 }
 

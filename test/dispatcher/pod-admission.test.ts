@@ -13,7 +13,7 @@ describe("podRefusalOf", () => {
     [
       'pods "training-job-7-" is forbidden: exceeded quota: training-quota, requested: requests.cpu=2,requests.nvidia.com/gpu=20, used: requests.cpu=0,requests.nvidia.com/gpu=0, limited: requests.cpu=64,requests.nvidia.com/gpu=16',
       "QuotaExceeded",
-      true,
+      false,
     ],
     [
       'Error creating: pods "training-job-7-ab1cd" is forbidden: maximum cpu usage per Container is 64, but limit is 100',
