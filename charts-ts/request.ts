@@ -127,8 +127,11 @@ const maxRuntime = z
   )
   .default("24h");
 
+/** Any JSON value; one named schema so documents generated from the request can refer to its recursion. */
+export const jsonValueSchema = z.json();
+
 const advancedConfig = z
-  .record(z.string(), z.json(), { error: "advancedConfig must be a JSON object" })
+  .record(z.string(), jsonValueSchema, { error: "advancedConfig must be a JSON object" })
   .refine(
     (value) => Buffer.byteLength(JSON.stringify(value)) <= MAX_ADVANCED_CONFIG_BYTES,
     `advancedConfig must be at most ${MAX_ADVANCED_CONFIG_BYTES / 1024} KiB as JSON`,
@@ -176,6 +179,7 @@ function requestSchemaFor<F extends Framework>(framework: F) {
     resumeFrom: z
       .string()
       .regex(CHECKPOINT_URI, "resumeFrom must be a checkpoint URI such as r2://bucket/checkpoints/.../last.pt")
+      .refine((value) => !hasParentSegment(value), "resumeFrom must not contain a '..' segment")
       .optional(),
   });
 }
@@ -208,7 +212,8 @@ export class InvalidTrainingRequestError extends Error {
   }
 }
 
-function fieldErrors(error: z.ZodError): FieldError[] {
+/** Each zod issue as the field it names and a message (`unknown field`, `is required`, or the schema's own). */
+export function fieldErrors(error: z.ZodError): FieldError[] {
   return error.issues.flatMap((issue) => {
     const path = issue.path.map(String).join(".");
     if (issue.code === "unrecognized_keys") {

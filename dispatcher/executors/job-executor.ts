@@ -1,6 +1,7 @@
 /** What the HTTP routes need from a place that runs training jobs: Kubernetes or a local subprocess. */
 import type { Readable } from "node:stream";
 import type { Executor, TrainingRequest } from "../../charts-ts/request.ts";
+import type { Manifest } from "../../charts-ts/training-job-chart.ts";
 import type { JobStatus, Phase } from "../status/status-model.ts";
 
 export interface SubmitResult {
@@ -37,6 +38,18 @@ export type LogResult =
   | { readonly kind: "pods-gone"; readonly attempt: number; readonly exitCode?: number; readonly status: JobStatus }
   | { readonly kind: "output"; readonly attempt: number; readonly stream: Readable };
 
+export interface DryRunVerdict {
+  readonly accepted: boolean;
+  /** The API server's own words when it refuses. */
+  readonly message?: string;
+  readonly statusCode?: number;
+}
+
+export interface DryRunResult {
+  readonly manifest: Manifest;
+  readonly verdict: DryRunVerdict;
+}
+
 export interface JobExecutor {
   readonly kind: Executor;
   /** Creates the job; an identical existing job is returned as is; a different one throws a 409 ApiError. */
@@ -48,4 +61,6 @@ export interface JobExecutor {
   stop(jobId: number): Promise<JobStatus | undefined>;
   /** Whether the executor can take work now (the API server answers). */
   ready(): Promise<boolean>;
+  /** What the job would be and the platform's verdict on it, creating nothing; absent where there is no such check. */
+  dryRun?(request: TrainingRequest): Promise<DryRunResult>;
 }

@@ -26,15 +26,8 @@ import { jobIdOf } from "../live/job-watch.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
-import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import type { DryRunResult, DryRunVerdict, JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
-
-export interface DryRunVerdict {
-  readonly accepted: boolean;
-  /** The API server's own words when it refuses. */
-  readonly message?: string;
-  readonly statusCode?: number;
-}
 
 function isApiError(error: unknown, code: number): boolean {
   return error instanceof ApiException && error.code === code;
@@ -100,7 +93,7 @@ export class KubernetesExecutor implements JobExecutor {
   }
 
   /** The manifest and the API server's verdict on it, without creating anything. */
-  async dryRun(request: TrainingRequest): Promise<{ manifest: Manifest; verdict: DryRunVerdict }> {
+  async dryRun(request: TrainingRequest): Promise<DryRunResult> {
     const manifest = this.render(request);
     return { manifest, verdict: await this.verdictOn(manifest) };
   }
@@ -213,9 +206,14 @@ export class KubernetesExecutor implements JobExecutor {
     const state = pod.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
     if (!(state?.running || state?.terminated)) return { kind: "no-output-yet", status };
     const stream = new PassThrough();
+    // Log.log pipes the API server's response into `stream` with no error listener of its own: the
+    // abort below (a reader hanging up on a followed log) or a broken transfer would otherwise be an
+    // unhandled 'error' event, which ends the process.
+    stream.on("pipe", (source) => source.on("error", () => stream.destroy()));
     const options = { follow: request.follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
     try {
       const abort = await this.log.log(this.namespace, pod.metadata?.name ?? "", TRAINER_CONTAINER, stream, options);
+      if (stream.destroyed) abort.abort();
       stream.on("close", () => abort.abort());
     } catch (error) {
       throw unavailable(error);

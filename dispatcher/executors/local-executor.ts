@@ -10,6 +10,7 @@ import { createReadStream, createWriteStream, existsSync } from "node:fs";
 import { appendFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { canonicalJson } from "../../charts-ts/canonical-json.ts";
 import { trainingJobName } from "../../charts-ts/labels.ts";
 import { durationSeconds, type TrainingRequest } from "../../charts-ts/request.ts";
@@ -220,11 +221,8 @@ export class LocalExecutor implements JobExecutor {
     const pump = async () => {
       const size = existsSync(path) ? (await stat(path)).size : 0;
       if (size > offset) {
-        await new Promise<void>((done) => {
-          const chunk = createReadStream(path, { start: offset, end: size - 1 });
-          chunk.on("end", done);
-          chunk.pipe(out, { end: false });
-        });
+        // pipeline closes the file when the reader hangs up mid-chunk, where pipe() would leave it open forever.
+        await pipeline(createReadStream(path, { start: offset, end: size - 1 }), out, { end: false }).catch(() => undefined);
         offset = size;
       }
     };

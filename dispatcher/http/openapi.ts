@@ -1,133 +1,151 @@
-/** The OpenAPI document, generated from the same zod schemas the routes validate with. */
+/**
+ * The OpenAPI 3.1 document, derived from the route table and its zod schemas: a route that
+ * exists is documented, with every status it can answer; nothing is written by hand.
+ */
 import { z } from "zod";
-import { trainingRequestSchema } from "../../charts-ts/request.ts";
-import { errorBodySchema } from "../api-error.ts";
-import { jobStatusSchema, PHASES } from "../status/status-model.ts";
+import { ERROR_STATUS, type ErrorCode } from "../api-error.ts";
+import { MAX_JSON_DEPTH } from "./limits.ts";
+import { errorsOf, openApiPath, type ResponseSpec, type Route } from "./route-table.ts";
+import { componentSides, components, documentedAs, jobIdParams } from "./schemas.ts";
 
-const json = (schema: z.ZodType, io: "input" | "output" = "output") =>
-  z.toJSONSchema(schema, { io, target: "openapi-3.0", unrepresentable: "any" });
+const SCHEMAS = "#/components/schemas/";
+type JsonSchema = Record<string, unknown>;
 
-const jobPageSchema = z.object({ jobs: z.array(jobStatusSchema), nextPageToken: z.string().optional() });
-
-const errorResponse = (description: string) => ({
-  description,
-  content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
-});
-const statusResponse = (description: string) => ({
-  description,
-  content: { "application/json": { schema: { $ref: "#/components/schemas/JobStatus" } } },
-});
-const jobIdParameter = { name: "jobId", in: "path", required: true, schema: { type: "integer", minimum: 1 } };
-const standardErrors = { "401": errorResponse("missing or wrong bearer token"), "503": errorResponse("the Kubernetes API is unavailable") };
-
-export function openApiDocument(): Record<string, unknown> {
+function jsonSchemaOptions(io: "input" | "output") {
   return {
-    openapi: "3.0.3",
+    io,
+    target: "draft-2020-12" as const,
+    unrepresentable: "any" as const,
+    uri: (id: string) => `${SCHEMAS}${id}`,
+    override: ({ zodSchema, jsonSchema }: { zodSchema: unknown; jsonSchema: JsonSchema }) => {
+      const documented = documentedAs.get(zodSchema as z.ZodType);
+      if (!documented) return;
+      for (const key of Object.keys(jsonSchema)) if (key !== "description") delete jsonSchema[key];
+      Object.assign(jsonSchema, documented);
+    },
+  };
+}
+
+/** The named schemas, each generated for the side (request or response) it travels on. */
+function componentSchemas(): Record<string, JsonSchema> {
+  const sides = {
+    input: z.toJSONSchema(components, jsonSchemaOptions("input")).schemas,
+    output: z.toJSONSchema(components, jsonSchemaOptions("output")).schemas,
+  };
+  return Object.fromEntries(
+    [...componentSides].map(([id, side]) => {
+      const { $schema: _dialect, $id: _id, ...schema } = sides[side][id] as JsonSchema;
+      return [id, schema];
+    }),
+  );
+}
+
+function reference(schema: z.ZodType | undefined, where: string): JsonSchema | undefined {
+  if (schema === undefined) return undefined;
+  const id = components.get(schema)?.id;
+  if (id === undefined) throw new Error(`${where}: a JSON body must be a named component (dispatcher/http/schemas.ts)`);
+  return { $ref: `${SCHEMAS}${id}` };
+}
+
+function parameters(route: Route): JsonSchema[] {
+  const inPlace = (schema: z.ZodType | undefined, place: "path" | "query") => {
+    if (!schema) return [];
+    const object = z.toJSONSchema(schema, jsonSchemaOptions("input")) as { properties?: Record<string, JsonSchema>; required?: string[] };
+    return Object.entries(object.properties ?? {}).map(([name, property]) => {
+      const { description, ...rest } = property;
+      return {
+        name,
+        in: place,
+        required: place === "path" || (object.required ?? []).includes(name),
+        ...(description !== undefined && { description }),
+        schema: rest,
+      };
+    });
+  };
+  return [...inPlace(route.params, "path"), ...inPlace(route.query, "query")];
+}
+
+/**
+ * OpenAPI links from an answer that names a job (its body has `jobId`) to every operation taking
+ * a jobId, so clients and the fuzzer's stateful phase can follow a created job through the API.
+ */
+function jobLinks(spec: ResponseSpec, routes: readonly Route[], schemas: Record<string, JsonSchema>): JsonSchema | undefined {
+  const named = spec.schema && components.get(spec.schema)?.id;
+  const schema = named ? (schemas[named] as { properties?: Record<string, unknown> }) : undefined;
+  if (!schema?.properties?.jobId) return undefined;
+  const targets = routes.filter((route) => route.params === jobIdParams);
+  return Object.fromEntries(
+    targets.map((target) => [target.operationId, { operationId: target.operationId, parameters: { jobId: "$response.body#/jobId" } }]),
+  );
+}
+
+function success(route: Route, spec: ResponseSpec, routes: readonly Route[], schemas: Record<string, JsonSchema>): JsonSchema {
+  const contentType = spec.contentType ?? "application/json";
+  const links = jobLinks(spec, routes, schemas);
+  const schema =
+    contentType !== "application/json"
+      ? { type: "string" }
+      : (reference(spec.schema, `${route.method} ${route.path}`) ?? { type: "object" });
+  return {
+    description: spec.description,
+    ...(spec.headers && {
+      headers: Object.fromEntries(
+        Object.entries(spec.headers).map(([name, description]) => [name, { description, schema: { type: "string" } }]),
+      ),
+    }),
+    content: { [contentType]: { schema } },
+    ...(links && { links }),
+  };
+}
+
+function failures(route: Route): Record<string, JsonSchema> {
+  const byStatus = new Map<number, string[]>();
+  for (const [code, description] of errorsOf(route)) {
+    const status = ERROR_STATUS[code as ErrorCode].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), `\`${code}\`: ${description}`]);
+  }
+  return Object.fromEntries(
+    [...byStatus].map(([status, descriptions]) => [
+      String(status),
+      { description: descriptions.join("; "), content: { "application/json": { schema: { $ref: `${SCHEMAS}Error` } } } },
+    ]),
+  );
+}
+
+export function openApiDocument(routes: readonly Route[]): JsonSchema {
+  const schemas = componentSchemas();
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  for (const route of routes) {
+    const operation = {
+      operationId: route.operationId,
+      summary: route.summary,
+      ...(route.description !== undefined && { description: route.description }),
+      security: route.access === "open" ? [] : [{ bearer: [] }],
+      ...(route.params || route.query ? { parameters: parameters(route) } : {}),
+      ...(route.body && {
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: reference(route.body, `${route.method} ${route.path}`) } },
+        },
+      }),
+      responses: {
+        ...Object.fromEntries(Object.entries(route.responses).map(([status, spec]) => [status, success(route, spec, routes, schemas)])),
+        ...failures(route),
+      },
+    };
+    const path = openApiPath(route.path);
+    paths[path] = { ...paths[path], [route.method.toLowerCase()]: operation };
+  }
+  return {
+    openapi: "3.1.1",
     info: {
       title: "Training dispatcher",
       version: "1",
-      description: "Submit, inspect, log and stop training jobs on Kubernetes or locally.",
+      description:
+        "Submit, inspect, log and stop training jobs on Kubernetes or locally. Every error has one shape (Error). " +
+        `Bodies must be JSON objects nested at most ${MAX_JSON_DEPTH} levels deep.`,
     },
-    components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
-      schemas: {
-        TrainingRequest: json(trainingRequestSchema, "input"),
-        JobStatus: json(jobStatusSchema),
-        JobPage: json(jobPageSchema),
-        Error: json(errorBodySchema),
-      },
-    },
-    security: [{ bearer: [] }],
-    paths: {
-      "/v1/jobs": {
-        post: {
-          summary: "Submit a training job (idempotent on jobId)",
-          parameters: [
-            {
-              name: "dryRun",
-              in: "query",
-              schema: { type: "boolean" },
-              description: "return the manifest and the API server's verdict; create nothing",
-            },
-          ],
-          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/TrainingRequest" } } } },
-          responses: {
-            "201": statusResponse("created"),
-            "200": statusResponse("an identical request had already created the job (or, with dryRun, the manifest and verdict)"),
-            "400": errorResponse("invalid request; `field` names the first offending field"),
-            "409": errorResponse("a different request already created this jobId"),
-            "413": errorResponse("body larger than the limit"),
-            ...standardErrors,
-          },
-        },
-        get: {
-          summary: "List training jobs",
-          parameters: [
-            { name: "projectId", in: "query", schema: { type: "integer" } },
-            { name: "framework", in: "query", schema: { type: "string" } },
-            { name: "phase", in: "query", schema: { type: "string", enum: [...PHASES] } },
-            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 500, default: 100 } },
-            { name: "pageToken", in: "query", schema: { type: "string" } },
-          ],
-          responses: {
-            "200": { description: "a page of jobs", content: { "application/json": { schema: { $ref: "#/components/schemas/JobPage" } } } },
-            ...standardErrors,
-          },
-        },
-      },
-      "/v1/jobs/{jobId}": {
-        get: {
-          summary: "A job's status and transitions",
-          parameters: [jobIdParameter],
-          responses: { "200": statusResponse("status"), "404": errorResponse("no such job"), ...standardErrors },
-        },
-      },
-      "/v1/jobs/{jobId}/stop": {
-        post: {
-          summary: "Stop a job gracefully; it stays queryable as `stopped`",
-          parameters: [jobIdParameter],
-          responses: {
-            "200": statusResponse("stopping or stopped"),
-            "404": errorResponse("no such job"),
-            "409": errorResponse("already finished"),
-            ...standardErrors,
-          },
-        },
-      },
-      "/v1/jobs/{jobId}/logs": {
-        get: {
-          summary: "The trainer's output",
-          parameters: [
-            jobIdParameter,
-            { name: "tailLines", in: "query", schema: { type: "integer", minimum: 1 } },
-            {
-              name: "attempt",
-              in: "query",
-              schema: { type: "integer", minimum: 1 },
-              description: "1-based attempt; the latest by default",
-            },
-            { name: "follow", in: "query", schema: { type: "boolean" } },
-          ],
-          responses: {
-            "200": {
-              description:
-                "text; header x-log-state is `output`, `no-output-yet` or `pods-gone` (with x-log-attempt and, when known, x-log-exit-code)",
-              content: { "text/plain": { schema: { type: "string" } } },
-            },
-            "404": errorResponse("no such job or attempt"),
-            ...standardErrors,
-          },
-        },
-      },
-      "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "alive" } } } },
-      "/readyz": {
-        get: {
-          summary: "Readiness: the Kubernetes API answers",
-          security: [],
-          responses: { "200": { description: "ready" }, "503": { description: "not ready" } },
-        },
-      },
-      "/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.0" } } } },
-    },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } }, schemas },
+    paths,
   };
 }

@@ -1,20 +1,32 @@
 /**
- * The dispatcher's HTTP API (DESIGN.md "runtime"): the backend calls it instead
- * of subprocess.Popen. Routes validate with the shared request schema and hand
- * work to an executor; every failure answers in the one error shape.
+ * The dispatcher's HTTP API (DESIGN.md "The front door"), derived from the route table
+ * (routes.ts): each route's Fastify registration, its authentication (decided on the route
+ * the router matched, deny by default), its input validation, and the OpenAPI document.
+ * Every answer that is not a success, including those Node's HTTP parser and Fastify give
+ * themselves, is in the one error shape (api-error.ts).
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { z } from "zod";
-import { FRAMEWORKS } from "../../charts-ts/catalogue.ts";
-import { EXECUTORS, type Executor, parseTrainingRequest, type TrainingRequest } from "../../charts-ts/request.ts";
-import { ApiError, notFound } from "../api-error.ts";
-import type { JobExecutor, JobPage } from "../executors/job-executor.ts";
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
+import type { z } from "zod";
+import type { Executor } from "../../charts-ts/request.ts";
+import { fieldErrors } from "../../charts-ts/request.ts";
+import { ApiError, ERROR_CODES, ERROR_STATUS } from "../api-error.ts";
+import type { JobExecutor } from "../executors/job-executor.ts";
 import type { KubernetesExecutor } from "../executors/kubernetes-executor.ts";
+import { ExecutorRegistry } from "../executors/registry.ts";
 import type { DispatcherMetrics } from "../live/metrics.ts";
-import type { FeedEvent, FeedFilter, TransitionFeed } from "../live/transition-feed.ts";
-import { type JobStatus, PHASES } from "../status/status-model.ts";
+import type { TransitionFeed } from "../live/transition-feed.ts";
 import { bearerTokenMatches } from "./auth.ts";
-import { openApiDocument } from "./openapi.ts";
+import { MAX_HEADER_BYTES, MAX_JSON_DEPTH } from "./limits.ts";
+import type { Access, Route } from "./route-table.ts";
+import { routeTable } from "./routes.ts";
 
 export interface Executors {
   readonly kubernetes?: KubernetesExecutor;
@@ -31,271 +43,237 @@ export interface ServerProps {
   readonly metrics?: DispatcherMetrics;
   /** Seconds between SSE keep-alive comments. @default 15 */
   readonly heartbeatSeconds?: number;
-  /** @default false */
-  readonly logger?: boolean;
-}
-
-const flag = z.enum(["true", "false", "1", "0"]).transform((value) => value === "true" || value === "1");
-
-const jobIdParams = z.object({ jobId: z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER) });
-const submitQuery = z.strictObject({ dryRun: flag.default(false) });
-const listQuery = z.strictObject({
-  projectId: z.coerce.number().int().positive().optional(),
-  framework: z.enum(FRAMEWORKS).optional(),
-  phase: z.enum(PHASES).optional(),
-  executor: z.enum(EXECUTORS).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
-  pageToken: z.string().min(1).optional(),
-});
-const eventsQuery = z.strictObject({
-  projectId: z.coerce.number().int().positive().optional(),
-  framework: z.enum(FRAMEWORKS).optional(),
-  phase: z.enum(PHASES).optional(),
-});
-const logsQuery = z.strictObject({
-  tailLines: z.coerce.number().int().positive().optional(),
-  attempt: z.coerce.number().int().positive().optional(),
-  follow: flag.default(false),
-});
-
-type SubmissionResult = "created" | "existing" | "conflict" | "invalid" | "error";
-
-function submissionFailure(error: unknown): SubmissionResult {
-  const status = error instanceof ApiError ? error.statusCode : 500;
-  return status === 409 ? "conflict" : status < 500 ? "invalid" : "error";
-}
-
-/** The framework label of a submission metric: only catalogue names, so a hostile body cannot add series. */
-function frameworkOf(body: unknown): string {
-  const framework = (body as { framework?: unknown } | null)?.framework;
-  return FRAMEWORKS.find((known) => known === framework) ?? "unknown";
-}
-
-function parsedRequest(body: unknown): TrainingRequest {
-  const parsed = parseTrainingRequest(body);
-  if (parsed.ok) return parsed.request;
-  const [first] = parsed.errors;
-  const message = parsed.errors.map((error) => (error.field ? `${error.field}: ${error.message}` : error.message)).join("; ");
-  throw new ApiError(400, "invalid_request", message, first?.field || undefined);
-}
-
-function validated<T>(schema: z.ZodType<T>, value: unknown): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = issue?.code === "unrecognized_keys" ? issue.keys[0] : issue?.path.join(".");
-  throw new ApiError(
-    400,
-    "invalid_request",
-    `${field ? `${field}: ` : ""}${issue?.code === "unrecognized_keys" ? "unknown parameter" : issue?.message}`,
-    field,
-  );
+  /** Milliseconds a client has to send a whole request, headers and body; then 408 and the connection closes. @default 30000 */
+  readonly requestTimeoutMs?: number;
+  /** Milliseconds a connection may sit silent in mid-request or mid-response (streams excepted). @default 120000 */
+  readonly idleTimeoutMs?: number;
+  /** Milliseconds a kept-alive connection waits for its next request. @default 72000 */
+  readonly keepAliveTimeoutMs?: number;
+  /** Pino to stdout, or to the given stream. @default false */
+  readonly logger?: boolean | { readonly stream: NodeJS.WritableStream };
 }
 
 const FASTIFY_ERRORS: Readonly<Record<string, [number, ApiError["code"], string]>> = {
   FST_ERR_CTP_INVALID_JSON_BODY: [400, "invalid_request", "the body is not valid JSON"],
-  FST_ERR_CTP_EMPTY_JSON_BODY: [400, "invalid_request", "the body is empty; send a JSON training request"],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, "invalid_request", "the body is empty; send a JSON object"],
   FST_ERR_CTP_BODY_TOO_LARGE: [413, "payload_too_large", "the body is larger than the dispatcher accepts"],
   FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, "unsupported_media_type", "send the request as application/json"],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, "invalid_request", "the Content-Length does not match the body"],
+  FST_ERR_BAD_URL: [400, "invalid_request", "the path is not a valid URL (a malformed %-escape)"],
+  FST_ERR_MAX_PARAM_LENGTH: [414, "uri_too_long", "a path parameter is longer than the dispatcher takes"],
 };
 
-export function buildServer(props: ServerProps): FastifyInstance {
-  const app = Fastify({ logger: props.logger ?? false, bodyLimit: props.bodyLimitBytes });
-  const available = [props.executors.kubernetes, props.executors.local].filter(
-    (executor): executor is JobExecutor => executor !== undefined,
+function send(reply: FastifyReply, error: ApiError) {
+  return reply.code(error.statusCode).type("application/json; charset=utf-8").send(error.toBody());
+}
+
+/** A Fastify or parser error a client caused, in the one error shape; undefined for a fault of ours. */
+function clientFault(error: FastifyError): ApiError | undefined {
+  const known = error.code ? FASTIFY_ERRORS[error.code] : undefined;
+  if (known) return new ApiError(...known);
+  const status = error.statusCode ?? 500;
+  if (status < 400 || status >= 500) return undefined;
+  const code = ERROR_CODES.find((candidate) => ERROR_STATUS[candidate].status === status) ?? "invalid_request";
+  return new ApiError(ERROR_STATUS[code].status, code, error.message);
+}
+
+function validated<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  if (what === "body" && (typeof value !== "object" || value === null || Array.isArray(value))) {
+    throw new ApiError(400, "invalid_request", "the body must be a JSON object", "");
+  }
+  const result = schema.safeParse(value, { reportInput: true });
+  if (result.success) return result.data;
+  const errors = fieldErrors(result.error);
+  const message = errors.map((error) => (error.field ? `${error.field}: ${error.message}` : error.message)).join("; ");
+  throw new ApiError(400, "invalid_request", message, errors[0]?.field || undefined);
+}
+
+/** Whether JSON text nests deeper than `max`, by a scan that cannot itself recurse. */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let index = 0; index < text.length; index += 1) {
+    const char = text.charCodeAt(index);
+    if (inString) {
+      if (char === 0x5c) index += 1;
+      else if (char === 0x22) inString = false;
+    } else if (char === 0x22) inString = true;
+    else if (char === 0x7b || char === 0x5b) {
+      depth += 1;
+      if (depth > max) return true;
+    } else if (char === 0x7d || char === 0x5d) depth -= 1;
+  }
+  return false;
+}
+
+/** The request URL as logs show it: the path only, since a query string may carry a token. */
+export function loggedUrl(url: string): string {
+  const query = url.indexOf("?");
+  return query === -1 ? url : `${url.slice(0, query)}?[redacted]`;
+}
+
+/**
+ * Answers what Node's HTTP parser refused before any route saw it, in the one error shape.
+ * Its header limit counts the request line too: a request line that alone overflows it is a 414.
+ */
+function clientError(error: Error & { readonly code?: string; readonly rawPacket?: unknown }, socket: Socket): void {
+  if (error.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  let answer: ApiError;
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    answer = new ApiError(408, "request_timeout", "the request did not arrive in time");
+  } else if (error.code === "HPE_HEADER_OVERFLOW") {
+    const head = Buffer.isBuffer(error.rawPacket) ? error.rawPacket.toString("latin1", 0, MAX_HEADER_BYTES + 2) : "";
+    const lineEnd = head.indexOf("\r\n");
+    answer =
+      /^[A-Z]+ /.test(head) && (lineEnd === -1 || lineEnd >= MAX_HEADER_BYTES)
+        ? new ApiError(414, "uri_too_long", `the request line is longer than ${MAX_HEADER_BYTES} bytes`)
+        : new ApiError(431, "headers_too_large", `the request's headers are larger than ${MAX_HEADER_BYTES} bytes`);
+  } else {
+    answer = new ApiError(400, "invalid_request", `the request is not valid HTTP (${error.code ?? "parse error"})`);
+  }
+  const body = JSON.stringify(answer.toBody());
+  socket.end(
+    `HTTP/1.1 ${answer.statusCode} ${STATUS_CODES[answer.statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
 
-  const executorFor = (kind: Executor, field: string): JobExecutor => {
-    const executor = available.find((candidate) => candidate.kind === kind);
-    if (!executor) throw new ApiError(400, "invalid_request", `the ${kind} executor is not configured on this dispatcher`, field);
-    return executor;
-  };
+/** The methods the table serves at a concrete path, for a 405's Allow header. */
+function allowedMethods(routes: readonly Route[], url: string): string[] {
+  let path: string;
+  try {
+    path = decodeURI(new URL(url, "http://dispatcher").pathname);
+  } catch {
+    return [];
+  }
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const matches = (pattern: string) => new RegExp(`^${pattern.split(/:\w+/).map(literal).join("[^/]+")}/?$`).test(path);
+  return [...new Set(routes.filter((candidate) => matches(candidate.path)).map((candidate) => candidate.method))];
+}
 
-  const findJob = async (jobId: number): Promise<JobStatus> => {
-    for (const executor of available) {
-      const status = await executor.get(jobId);
-      if (status) return status;
-    }
-    throw notFound(jobId);
-  };
+interface RouteConfig {
+  readonly access?: Access;
+}
 
-  const send = (reply: FastifyReply, error: ApiError) => reply.code(error.statusCode).send(error.toBody());
+const registered = new WeakMap<FastifyInstance, { readonly method: string; readonly url: string }[]>();
+
+/** The routes Fastify registered (read from its onRoute hook), to hold the OpenAPI document against. */
+export function registeredRoutes(app: FastifyInstance): readonly { readonly method: string; readonly url: string }[] {
+  return registered.get(app) ?? [];
+}
+
+export function buildServer(props: ServerProps): FastifyInstance {
+  const requestTimeout = props.requestTimeoutMs ?? 30_000;
+  const logger: FastifyServerOptions["logger"] =
+    props.logger === undefined || props.logger === false
+      ? false
+      : {
+          level: "info",
+          ...(typeof props.logger === "object" && { stream: props.logger.stream }),
+          serializers: {
+            req: (request: { method: string; url: string; host?: string; ip?: string }) => ({
+              method: request.method,
+              url: loggedUrl(request.url),
+              host: request.host,
+              remoteAddress: request.ip,
+            }),
+          },
+        };
+  const app = Fastify({
+    logger,
+    bodyLimit: props.bodyLimitBytes,
+    // The table is the API: no implicit HEAD twins.
+    exposeHeadRoutes: false,
+    requestTimeout,
+    connectionTimeout: props.idleTimeoutMs ?? 120_000,
+    keepAliveTimeout: props.keepAliveTimeoutMs ?? 72_000,
+    http: {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: requestTimeout,
+      // Node enforces the request timeout only when it checks, every 30 s by default.
+      connectionsCheckingInterval: Math.min(5_000, Math.max(100, requestTimeout / 4)),
+    },
+    clientErrorHandler: clientError,
+    frameworkErrors: (error, _request, reply) => send(reply, clientFault(error) ?? new ApiError(400, "invalid_request", error.message)),
+  });
+  const registry = new ExecutorRegistry(
+    [props.executors.kubernetes, props.executors.local].filter((executor): executor is JobExecutor => executor !== undefined),
+    props.defaultExecutor,
+  );
+  const routes = routeTable({
+    registry,
+    ...(props.feed && { feed: props.feed }),
+    ...(props.metrics && { metrics: props.metrics }),
+    heartbeatSeconds: props.heartbeatSeconds ?? 15,
+  });
+
+  const seen: { method: string; url: string }[] = [];
+  registered.set(app, seen);
+  app.addHook("onRoute", (options) => {
+    for (const method of [options.method].flat()) seen.push({ method, url: options.url });
+  });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) return send(reply, error);
-    const known = error.code ? FASTIFY_ERRORS[error.code] : undefined;
-    if (known) return send(reply, new ApiError(...known));
+    const fault = clientFault(error);
+    if (fault) return send(reply, fault);
     request.log.error({ err: error }, "unhandled error");
     return send(reply, new ApiError(500, "internal", "the dispatcher failed to handle this request"));
   });
-  app.setNotFoundHandler((request, reply) =>
-    send(reply, new ApiError(404, "not_found", `no route ${request.method} ${request.url.split("?")[0]}`)),
-  );
+  /** 405 with Allow where the path exists under other methods, else 404. */
+  const unmatched = (request: FastifyRequest, reply: FastifyReply): ApiError => {
+    const allowed = allowedMethods(routes, request.url);
+    if (allowed.length === 0) return new ApiError(404, "not_found", `no route ${request.method} ${loggedUrl(request.url)}`);
+    reply.header("allow", allowed.join(", "));
+    return new ApiError(405, "method_not_allowed", `${request.method} is not allowed here; use ${allowed.join(" or ")}`);
+  };
+  app.setNotFoundHandler((request, reply) => send(reply, unmatched(request, reply)));
 
-  app.addHook("onRequest", async (request) => {
-    if (request.url.startsWith("/v1/") && !bearerTokenMatches(request.headers.authorization, props.apiToken)) {
+  // Decided on the route the router matched, never on the raw URL: what is not marked open
+  // needs the token. A request that matched nothing runs no handler; it gets its 404 or 405.
+  app.addHook("onRequest", async (request, reply) => {
+    // Answered here, before Fastify would try to read a body for a method no route has.
+    if (request.is404) throw unmatched(request, reply);
+    if ((request.routeOptions.config as RouteConfig).access === "open") return;
+    if (!bearerTokenMatches(request.headers.authorization, props.apiToken)) {
       throw new ApiError(401, "unauthorized", "send Authorization: Bearer <token>");
     }
   });
 
-  app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (_request, reply) => {
-    const states = await Promise.all(available.map(async (executor) => [executor.kind, await executor.ready()] as const));
-    const ready = states.every(([, ok]) => ok);
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", executors: Object.fromEntries(states) });
-  });
-  app.get("/openapi.json", async () => openApiDocument());
-
-  app.post("/v1/jobs", async (request, reply) => {
-    const started = performance.now();
-    // A dry run creates nothing, so it is not a submission; everything else is counted once.
-    let result: SubmissionResult | "dry-run" = "error";
-    try {
-      const { dryRun } = validated(submitQuery, request.query);
-      const trainingRequest = parsedRequest(request.body);
-      const executor = executorFor(trainingRequest.executor ?? props.defaultExecutor, "executor");
-      if (dryRun) {
-        result = "dry-run";
-        const kubernetes = props.executors.kubernetes;
-        if (!kubernetes)
-          throw new ApiError(400, "invalid_request", "a dry run needs the kubernetes executor, which is not configured", "dryRun");
-        return reply.code(200).send(await kubernetes.dryRun(trainingRequest));
-      }
-      const submitted = await executor.submit(trainingRequest);
-      result = submitted.created ? "created" : "existing";
-      return reply
-        .code(submitted.created ? 201 : 200)
-        .header("location", `/v1/jobs/${trainingRequest.jobId}`)
-        .send(submitted.status);
-    } catch (error) {
-      if (result !== "dry-run") result = submissionFailure(error);
-      throw error;
-    } finally {
-      if (result !== "dry-run") props.metrics?.submission(frameworkOf(request.body), result, (performance.now() - started) / 1000);
+  // Only JSON bodies; bounded in size by bodyLimit and in depth here.
+  app.removeAllContentTypeParsers();
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, raw, done) => {
+    const body = String(raw);
+    if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+      done(new ApiError(400, "invalid_request", `the body is JSON nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+      return;
     }
+    parseJson(request, body, done);
   });
 
-  app.get("/metrics", async (_request, reply) => {
-    if (!props.metrics) throw new ApiError(404, "not_found", "metrics are not enabled on this dispatcher");
-    return reply.type(props.metrics.registry.contentType).send(await props.metrics.registry.metrics());
-  });
-
-  const stream = (request: FastifyRequest, reply: FastifyReply, filter: FeedFilter) => {
-    const feed = props.feed;
-    if (!feed) throw new ApiError(404, "not_found", "live events need the kubernetes executor, which is not configured");
-    const lastEventId = request.headers["last-event-id"];
-    reply.hijack();
-    const out = reply.raw;
-    out.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    out.write(": connected\n\n");
-    const write = (event: FeedEvent) => {
-      const data = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
-      out.write(`id: ${event.id}\nevent: transition\ndata: ${JSON.stringify(data)}\n\n`);
-    };
-    const unsubscribe = feed.subscribe(filter, typeof lastEventId === "string" ? lastEventId : undefined, write);
-    const heartbeat = setInterval(() => out.write(": keep-alive\n\n"), (props.heartbeatSeconds ?? 15) * 1000);
-    request.raw.on("close", () => {
-      clearInterval(heartbeat);
-      unsubscribe();
+  for (const spec of routes) {
+    app.route({
+      method: spec.method,
+      url: spec.path,
+      config: { access: spec.access } satisfies RouteConfig,
+      ...(spec.observe && { onResponse: async (request, reply) => spec.observe?.(request, reply) }),
+      handler: async (request, reply) => {
+        // A stream lives as long as its client; it ends when the client goes, not when it is quiet.
+        // (inject()'s stand-in socket has no timeout to lift.)
+        if (spec.streaming) request.raw.socket.setTimeout?.(0);
+        return spec.handler({
+          params: spec.params && validated(spec.params, request.params, "path"),
+          query: spec.query && validated(spec.query, request.query, "query"),
+          body: spec.body && validated(spec.body, request.body, "body"),
+          request,
+          reply,
+        });
+      },
     });
-  };
-
-  app.get("/v1/events", async (request, reply) => {
-    const query = validated(eventsQuery, request.query);
-    stream(request, reply, query);
-  });
-
-  app.get("/v1/jobs/:jobId/events", async (request, reply) => {
-    const { jobId } = validated(jobIdParams, request.params);
-    await findJob(jobId);
-    stream(request, reply, { jobId });
-  });
-
-  app.get("/v1/jobs", async (request) => {
-    const query = validated(listQuery, request.query);
-    // The page token names the executor it continues, so one listing can walk both.
-    const [tokenExecutor, token] = query.pageToken?.includes(":")
-      ? (query.pageToken.split(/:(.*)/s) as [string, string])
-      : [undefined, undefined];
-    if (query.pageToken !== undefined && !available.some((executor) => executor.kind === tokenExecutor)) {
-      throw new ApiError(400, "invalid_request", "pageToken is not one this dispatcher issued", "pageToken");
-    }
-    const candidates = available.filter((executor) => query.executor === undefined || executor.kind === query.executor);
-    const startAt = tokenExecutor === undefined ? 0 : candidates.findIndex((executor) => executor.kind === tokenExecutor);
-    const jobs: JobStatus[] = [];
-    for (let index = Math.max(startAt, 0); index < candidates.length; index += 1) {
-      const executor = candidates[index] as JobExecutor;
-      const page: JobPage = await executor.list({
-        ...(query.projectId !== undefined && { projectId: query.projectId }),
-        ...(query.framework !== undefined && { framework: query.framework }),
-        ...(query.phase !== undefined && { phase: query.phase }),
-        limit: query.limit - jobs.length,
-        ...(index === startAt && token !== undefined && { pageToken: token }),
-      });
-      jobs.push(...page.jobs);
-      if (page.nextPageToken !== undefined) return { jobs, nextPageToken: `${executor.kind}:${page.nextPageToken}` };
-      const following = candidates[index + 1];
-      if (jobs.length >= query.limit && following) return { jobs, nextPageToken: `${following.kind}:` };
-    }
-    return { jobs };
-  });
-
-  app.get("/v1/jobs/:jobId", async (request) => findJob(validated(jobIdParams, request.params).jobId));
-
-  app.post("/v1/jobs/:jobId/stop", async (request) => {
-    const { jobId } = validated(jobIdParams, request.params);
-    for (const executor of available) {
-      const status = await executor.stop(jobId);
-      if (status) return status;
-    }
-    throw notFound(jobId);
-  });
-
-  app.get("/v1/jobs/:jobId/logs", async (request, reply) => {
-    const { jobId } = validated(jobIdParams, request.params);
-    const query = validated(logsQuery, request.query);
-    for (const executor of available) {
-      const result = await executor.logs(jobId, {
-        follow: query.follow,
-        ...(query.tailLines !== undefined && { tailLines: query.tailLines }),
-        ...(query.attempt !== undefined && { attempt: query.attempt }),
-      });
-      switch (result.kind) {
-        case "unknown-job":
-          continue;
-        case "no-such-attempt":
-          throw new ApiError(
-            404,
-            "not_found",
-            `job ${jobId} has ${result.attempts} attempt(s); there is no attempt ${query.attempt}`,
-            "attempt",
-          );
-        case "no-output-yet":
-          return reply
-            .type("text/plain; charset=utf-8")
-            .header("x-log-state", "no-output-yet")
-            .header("x-job-phase", result.status.phase)
-            .send("");
-        case "pods-gone":
-          // The attempt ran, its pod is gone (stopped, failed fast): say so, with how it ended.
-          return reply
-            .type("text/plain; charset=utf-8")
-            .header("x-log-state", "pods-gone")
-            .header("x-log-attempt", String(result.attempt))
-            .header("x-job-phase", result.status.phase)
-            .headers(result.exitCode === undefined ? {} : { "x-log-exit-code": String(result.exitCode) })
-            .send("");
-        case "output":
-          return reply
-            .type("text/plain; charset=utf-8")
-            .header("x-log-state", "output")
-            .header("x-log-attempt", String(result.attempt))
-            .send(result.stream);
-      }
-    }
-    throw notFound(jobId);
-  });
-
+  }
   return app;
 }

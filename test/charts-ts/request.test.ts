@@ -124,6 +124,12 @@ const badRequests: [string, unknown, string, string][] = [
   ["label value with a space", { ...minimal, labels: { team: "a b" } }, "labels.team", "label values"],
   ["optimizer with a flag in it", { ...minimal, optimizer: "adam --lr=9" }, "optimizer", "lower-case name"],
   ["resumeFrom that is not a checkpoint URI", { ...minimal, resumeFrom: "http://evil/x" }, "resumeFrom", "checkpoint URI"],
+  [
+    "resumeFrom with a '..' segment",
+    { ...minimal, resumeFrom: "r2://bucket/checkpoints/../../other-project/last.pt" },
+    "resumeFrom",
+    "'..' segment",
+  ],
 ];
 
 describe("bad training requests", () => {
