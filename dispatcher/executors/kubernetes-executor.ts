@@ -21,7 +21,7 @@ import type { PlatformSettings } from "../../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import { ApiError, apiServerMessage } from "../api-error.ts";
-import { dryRunPod, jobEventsOf, PodAdmission } from "../live/admission.ts";
+import { dryRunPod, jobEventsByName, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
@@ -157,9 +157,15 @@ export class KubernetesExecutor implements JobExecutor {
         ...(filter.pageToken !== undefined && { _continue: filter.pageToken }),
       });
       // One pod list for the whole page, not one per job.
-      const pods = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL.app}=${TRAINING_JOB_APP}` });
+      const [pods, jobEvents] = await Promise.all([
+        this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL.app}=${TRAINING_JOB_APP}` }),
+        jobEventsByName(this.core, this.namespace),
+      ]);
       const podsByJob = Map.groupBy(pods.items, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL] ?? "");
-      const statuses = jobs.items.map((job) => deriveJobStatus({ job, pods: podsByJob.get(job.metadata?.name ?? "") ?? [] }, jobIdOf(job)));
+      const statuses = jobs.items.map((job) => {
+        const name = job.metadata?.name ?? "";
+        return deriveJobStatus({ job, pods: podsByJob.get(name) ?? [], events: jobEvents.get(name) ?? [] }, jobIdOf(job));
+      });
       const next = jobs.metadata?._continue;
       return {
         jobs: filter.phase === undefined ? statuses : statuses.filter((status) => status.phase === filter.phase),

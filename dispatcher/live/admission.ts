@@ -86,6 +86,12 @@ export async function jobEventsOf(core: CoreV1Api, namespace: string, job: V1Job
   return events.items;
 }
 
+/** Every Job event in the namespace by Job name: one request for a page of statuses. */
+export async function jobEventsByName(core: CoreV1Api, namespace: string): Promise<Map<string, CoreV1Event[]>> {
+  const events = await core.listNamespacedEvent({ namespace, fieldSelector: "involvedObject.kind=Job" });
+  return Map.groupBy(events.items, (event) => event.involvedObject.name ?? "");
+}
+
 /**
  * What pod admission judges of a pod: its spec without what varies from one training job to the
  * next (the trainer's arguments and environment; the Job name is in no part of the spec).
