@@ -205,7 +205,7 @@ export class BackendCallbacks {
               await this.post(queue.jobId, "logs", logCallbackOf(transition), sequence);
               queue.logged = sequence;
             }
-            await this.record(queue.name, sequence, transition);
+            await this.record(queue.name, event);
           } finally {
             release();
           }
@@ -240,9 +240,9 @@ export class BackendCallbacks {
     if (!response.ok) throw new Error(`backend answered ${response.status} to ${endpoint} for job ${jobId} transition ${sequence}`);
   }
 
-  private async record(name: string, sequence: number, transition: Transition): Promise<void> {
+  private async record(name: string, { sequence, transition, numbers }: StreamEvent): Promise<void> {
     const patch = {
-      metadata: { annotations: { [ANNOTATION.deliveredTransitions]: JSON.stringify(deliveryRecord(sequence, transition)) } },
+      metadata: { annotations: { [ANNOTATION.deliveredTransitions]: JSON.stringify(deliveryRecord(sequence, transition, numbers)) } },
     };
     try {
       await this.batch.patchNamespacedJob(

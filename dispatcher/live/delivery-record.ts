@@ -24,6 +24,11 @@ const deliveryRecordSchema = z.object({
       at: z.iso.datetime(),
     })
     .optional(),
+  /**
+   * The sequence number of each transition of the history up to `last`, as they were pushed, so a
+   * replica starting over numbers that history as it was numbered, not by position.
+   */
+  numbers: z.array(z.number().int().positive()).optional(),
 });
 export type DeliveryRecord = z.infer<typeof deliveryRecordSchema>;
 
@@ -34,8 +39,8 @@ export function parseDeliveryRecord(value: string | undefined): DeliveryRecord |
   return parseAnnotation(deliveryRecordSchema, value);
 }
 
-/** The record of the event numbered `count` delivered, `last` its transition. */
-export function deliveryRecord(count: number, last: Transition | undefined): DeliveryRecord {
+/** The record of the event numbered `count` delivered, `last` its transition, `numbers` those of the history up to it. */
+export function deliveryRecord(count: number, last: Transition | undefined, numbers?: readonly number[]): DeliveryRecord {
   if (!last) return { count };
   const { phase, reason, attempt, message, exitCode, at } = last;
   return {
@@ -48,6 +53,7 @@ export function deliveryRecord(count: number, last: Transition | undefined): Del
       ...(exitCode !== undefined && { exitCode }),
       at,
     },
+    ...(numbers !== undefined && { numbers: [...numbers] }),
   };
 }
 

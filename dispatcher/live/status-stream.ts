@@ -28,6 +28,8 @@ export interface StreamEvent extends Sequenced {
   readonly previous: Transition | undefined;
   /** The history up to and including this transition. */
   readonly history: readonly Transition[];
+  /** The sequence number of each entry of `history`, as pushed. */
+  readonly numbers: readonly number[];
 }
 
 /** A job's stream: the last number given, and the current history with each entry's number. */
@@ -48,6 +50,7 @@ function emitted(view: readonly Sequenced[], index: number, update: boolean): Em
     update,
     previous: view[index - 1]?.transition,
     history: view.slice(0, index + 1).map((item) => item.transition),
+    numbers: view.slice(0, index + 1).map((item) => item.sequence),
   };
 }
 
@@ -62,7 +65,9 @@ export function seedStream(
 ): { stream: JobStream; events: Emitted[] } {
   const delivered = resumeIndex(record, transitions);
   const offset = Math.max(0, (record?.count ?? 0) - delivered);
-  const view: Sequenced[] = transitions.map((transition, index) => ({ sequence: index + 1 + offset, transition }));
+  // The numbers the record kept when the history it names is still there; else by position below the count.
+  const kept = record?.numbers?.length === delivered && record.numbers.at(-1) === record.count ? record.numbers : undefined;
+  const view: Sequenced[] = transitions.map((transition, index) => ({ sequence: kept?.[index] ?? index + 1 + offset, transition }));
   let count = record ? Math.max(record.count, delivered + offset) : 0;
   const events: Emitted[] = [];
   const last = record?.last;

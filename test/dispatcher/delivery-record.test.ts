@@ -95,6 +95,10 @@ describe("the status stream's numbers", () => {
     const { stream, events } = seedStream(delivered, now);
     expect(events).toMatchObject([{ sequence: 6, update: true, transition: { message: "back-off 40s" } }]);
     expect(stream.view.map((entry) => entry.sequence)).toEqual([3, 4, 6]);
+    // With the numbers the history was pushed with, a restarted replica numbers it the same, not by position.
+    const numbered = seedStream(deliveryRecord(5, pulled("ImagePullBackOff", "back-off"), [1, 2, 5]), now);
+    expect(numbered.stream.view.map((entry) => entry.sequence)).toEqual([1, 2, 6]);
+    expect(numbered.events).toMatchObject([{ sequence: 6, update: true, numbers: [1, 2, 6] }]);
     // Nothing new: nothing to push, and the next event is numbered after the record.
     const quiet = seedStream(deliveryRecord(3, history[2]), history.slice(0, 3));
     expect(quiet.events).toEqual([]);

@@ -522,6 +522,28 @@ describe("server-sent events", () => {
     expect(resumed.map((event) => event.id)).toEqual(events.slice(1).map((event) => event.id));
   });
 
+  it("numbers a job's history after a dispatcher restart as it was pushed: SSE ids are the callbacks' sequences", async () => {
+    const jobId = await submit({ "kwok-run-duration": "60s" });
+    await until("running", async () => (await status(jobId)).phase === "running");
+    expect((await fetch(`${base}/v1/jobs/${jobId}/stop`, { method: "POST", headers: auth })).status).toBe(200);
+    // The stop's message changes once the trainer has gone: an update, numbered after the stop itself.
+    await expectDeliveredExactlyOnce(jobId);
+    await until("the stop's update delivered", () => backend.of(jobId).at(-1)?.message === "stopped on request");
+    const delivered = backend.of(jobId);
+    await until("its record", async () => (await deliveredAnnotation(jobId)) === delivered.length);
+    await stopDispatcher();
+    await startDispatcher();
+    const stopped = (events: { data: { phase: string } }[]) => events.some((event) => event.data.phase === "stopped");
+    const events = await readEvents(`${base}/v1/jobs/${jobId}/events`, {}, stopped);
+    const final = await status(jobId);
+    // Each transition GET holds, under the number the backend got it with last.
+    const numberOf = (transition: { phase: string; reason: string; at: string }) =>
+      delivered.findLast((call) => call.status === transition.phase && call.reason === transition.reason && call.at === transition.at)
+        ?.sequence;
+    expect(events.map((event) => Number(event.id))).toEqual(final.transitions.map(numberOf));
+    expect(backend.of(jobId)).toHaveLength(delivered.length);
+  });
+
   it("streams all jobs with filters, resumable by position", async () => {
     const jobId = await submit();
     const finished = (events: { data: { jobId: number; phase: string } }[]) =>
