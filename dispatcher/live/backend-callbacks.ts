@@ -212,7 +212,9 @@ export class BackendCallbacks {
           queue.recorded = Math.max(queue.recorded, sequence);
           queue.events = queue.events.filter((pending) => pending.sequence > queue.recorded);
           failures = 0;
-          this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - Date.parse(transition.at)) / 1000);
+          // From the transition, or for an update of one, from when it was pushed.
+          const since = event.update ? event.pushedAt : Date.parse(transition.at);
+          this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - since) / 1000);
         } catch (error) {
           this.props.observer?.failed?.(queue.jobId, error instanceof Error ? error.message : String(error));
           const delay = backoffDelay(failures, this.props.minRetryDelayMs, this.props.maxRetryDelayMs);

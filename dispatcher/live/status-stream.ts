@@ -22,6 +22,8 @@ export interface Sequenced {
 export interface StreamEvent extends Sequenced {
   readonly jobId: number;
   readonly job: V1Job;
+  /** When this replica pushed it (epoch ms): an update's transition began long before. */
+  readonly pushedAt: number;
   /** An update of the latest transition's message or exit code rather than a new transition. */
   readonly update: boolean;
   /** The transition before this one in the job's history, for the metrics' from-phase and waits. */
@@ -38,7 +40,7 @@ export interface JobStream {
   readonly view: readonly Sequenced[];
 }
 
-export type Emitted = Omit<StreamEvent, "jobId" | "job">;
+export type Emitted = Omit<StreamEvent, "jobId" | "job" | "pushedAt">;
 
 const contentDiffers = (a: Pick<Transition, "message" | "exitCode">, b: Pick<Transition, "message" | "exitCode">) =>
   a.message !== b.message || a.exitCode !== b.exitCode;
@@ -187,7 +189,7 @@ export class StatusStream {
     log.push(...next.events.map(({ sequence, transition }) => ({ sequence, transition })));
     this.logs.set(key, log.slice(-LOG_LIMIT));
     for (const event of next.events) {
-      const full = { ...event, jobId: status.jobId, job };
+      const full = { ...event, jobId: status.jobId, job, pushedAt: Date.now() };
       for (const listener of this.listeners) listener(full);
     }
   }

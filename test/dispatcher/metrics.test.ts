@@ -52,7 +52,7 @@ function streamInto(metrics: DispatcherMetrics) {
     const known = streams.get(next.job);
     const { stream, events } = known ? advanceStream(known, next.status.transitions) : seedStream(undefined, next.status.transitions);
     streams.set(next.job, stream);
-    for (const event of events) metrics.observe({ ...event, jobId: next.status.jobId, job: next.job });
+    for (const event of events) metrics.observe({ ...event, jobId: next.status.jobId, job: next.job, pushedAt: Date.now() });
   };
 }
 
