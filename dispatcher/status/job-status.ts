@@ -215,7 +215,7 @@ function refusalTransition(refusal: NonNullable<ReturnType<typeof refusalBetween
 }
 
 /** One transition per change of (phase, reason, attempt). */
-const sameTransition = (a: Transition | undefined, b: Transition) =>
+const oneTransition = (a: Transition | undefined, b: Transition) =>
   a?.phase === b.phase && a.reason === b.reason && a.attempt === b.attempt;
 
 /**
@@ -245,7 +245,7 @@ function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], cu
   const folded: Transition[] = [];
   for (const { t } of sorted) {
     const last = folded.at(-1);
-    if (last && sameTransition(last, t)) {
+    if (last && oneTransition(last, t)) {
       const { message: _message, exitCode: _exitCode, ...identity } = last;
       folded[folded.length - 1] = {
         ...identity,
