@@ -216,7 +216,9 @@ export class KubernetesExecutor implements JobExecutor {
     // abort below (a reader hanging up on a followed log) or a broken transfer would otherwise be an
     // unhandled 'error' event, which ends the process.
     stream.on("pipe", (source) => source.on("error", () => stream.destroy()));
-    const options = { follow: request.follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
+    // A finished attempt's log is complete: following it would hold the connection open for nothing.
+    const follow = request.follow && state.running !== undefined;
+    const options = { follow, ...(request.tailLines !== undefined && { tailLines: request.tailLines }) };
     try {
       const abort = await this.log.log(this.namespace, pod.metadata?.name ?? "", TRAINER_CONTAINER, stream, options);
       if (stream.destroyed) abort.abort();

@@ -68,7 +68,15 @@ export class ExecutorRegistry {
       const held = await Promise.allSettled(others.map((executor) => executor.get(request.jobId)));
       for (const [index, answer] of held.entries()) {
         const other = others[index] as JobExecutor;
-        if (answer.status === "rejected") throw answer.reason;
+        if (answer.status === "rejected") {
+          const reason = answer.reason;
+          if (!(reason instanceof ApiError)) throw reason;
+          throw new ApiError(
+            reason.statusCode,
+            reason.code,
+            `cannot tell whether the ${other.kind} executor already holds job ${request.jobId}, so it is not created: ${reason.message}`,
+          );
+        }
         if (answer.value) {
           throw new ApiError(
             409,

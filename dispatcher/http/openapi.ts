@@ -82,10 +82,22 @@ function jobLinks(spec: ResponseSpec, routes: readonly Route[], schemas: Record<
 function success(route: Route, spec: ResponseSpec, routes: readonly Route[], schemas: Record<string, JsonSchema>): JsonSchema {
   const contentType = spec.contentType ?? "application/json";
   const links = jobLinks(spec, routes, schemas);
+  const where = `${route.method} ${route.path}`;
   const schema =
-    contentType !== "application/json"
-      ? { type: "string" }
-      : (reference(spec.schema, `${route.method} ${route.path}`) ?? { type: "object" });
+    contentType === "application/json"
+      ? (reference(spec.schema, where) ?? { type: "object" })
+      : contentType === "text/event-stream" && spec.schema
+        ? // OpenAPI 3.1 has `schema` of an event stream describe each event; its data is JSON.
+          {
+            type: "object",
+            required: ["data"],
+            properties: {
+              id: { type: "string" },
+              event: { type: "string" },
+              data: { type: "string", contentMediaType: "application/json", contentSchema: reference(spec.schema, where) },
+            },
+          }
+        : { type: "string" };
   return {
     description: spec.description,
     ...(spec.headers && {

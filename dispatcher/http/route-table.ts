@@ -10,7 +10,7 @@ export type Access = "open" | "token";
 
 export interface ResponseSpec {
   readonly description: string;
-  /** The body; a JSON body must be a named component (schemas.ts). */
+  /** The body, a named component (schemas.ts): for JSON the whole body, for an event stream each event's data. */
   readonly schema?: z.ZodType;
   /** @default "application/json" */
   readonly contentType?: string;

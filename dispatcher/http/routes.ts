@@ -22,6 +22,8 @@ import {
   readinessSchema,
   submitQuery,
   submitResponseSchema,
+  type TransitionEvent,
+  transitionEventSchema,
 } from "./schemas.ts";
 
 export interface RouteContext {
@@ -69,7 +71,7 @@ function stream(context: RouteContext, request: FastifyRequest, reply: FastifyRe
   out.writeHead(200, { "content-type": SSE, "cache-control": "no-cache", connection: "keep-alive" });
   out.write(": connected\n\n");
   const write = (event: FeedEvent) => {
-    const data = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
+    const data: TransitionEvent = { jobId: event.jobId, sequence: event.sequence, ...event.transition };
     out.write(`id: ${event.id}\nevent: transition\ndata: ${JSON.stringify(data)}\n\n`);
   };
   const unsubscribe = feed.subscribe(filter, typeof lastEventId === "string" ? lastEventId : undefined, write);
@@ -263,13 +265,21 @@ export function routeTable(context: RouteContext): readonly Route[] {
       summary: "Server-sent events: one job's transitions (id = its sequence; send Last-Event-ID to resume)",
       params: jobIdParams,
       streaming: true,
-      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE } },
+      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE, schema: transitionEventSchema } },
       errors: {
-        not_found: "no such job, or live events are off (no kubernetes executor)",
+        not_found: "no such job, a job of the local executor (live events follow Kubernetes jobs), or live events are off",
         kubernetes_unavailable: "the Kubernetes API did not answer",
       },
       handler: async ({ params, request, reply }) => {
-        await registry.find(params.jobId);
+        const { executor } = await registry.find(params.jobId);
+        // The feed follows the cluster's Jobs: a local job's stream would stay silent forever.
+        if (executor.kind !== "kubernetes") {
+          throw new ApiError(
+            404,
+            "not_found",
+            `job ${params.jobId} runs on the ${executor.kind} executor; live events follow Kubernetes jobs`,
+          );
+        }
         stream(context, request, reply, { jobId: params.jobId });
       },
     }),
@@ -281,7 +291,7 @@ export function routeTable(context: RouteContext): readonly Route[] {
       summary: "Server-sent events: every job's transitions (id = `<at ms>-<jobId>-<sequence>`; send Last-Event-ID to resume)",
       query: eventsQuery,
       streaming: true,
-      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE } },
+      responses: { 200: { description: "an event stream of `transition` events", contentType: SSE, schema: transitionEventSchema } },
       errors: { not_found: "live events are off (no kubernetes executor)" },
       handler: async ({ query, request, reply }) => stream(context, request, reply, query),
     }),

@@ -78,6 +78,13 @@ export const dryRunSchema = z.strictObject({
   verdict: z.strictObject({ accepted: z.boolean(), message: z.string().optional(), statusCode: z.number().int().optional() }),
 });
 
+/** The data of one server-sent `transition` event: the transition, its job and its place in the job's stream. */
+export const transitionEventSchema = transitionSchema.extend({
+  jobId: z.number().int().positive(),
+  sequence: z.number().int().positive(),
+});
+export type TransitionEvent = z.output<typeof transitionEventSchema>;
+
 /** 200 to a submission: the existing job's status, or with dryRun the manifest and verdict. */
 export const submitResponseSchema = z.union([jobStatusSchema, dryRunSchema]);
 
@@ -109,6 +116,7 @@ for (const variant of trainingRequestSchema.options) {
 named(jsonValueSchema, "JsonValue", "input");
 named(jobStatusSchema, "JobStatus", "output");
 named(transitionSchema, "Transition", "output");
+named(transitionEventSchema, "TransitionEvent", "output");
 named(jobPageSchema, "JobPage", "output");
 named(unavailableExecutorSchema, "UnavailableExecutor", "output");
 named(dryRunSchema, "DryRunResult", "output");

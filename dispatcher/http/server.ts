@@ -150,7 +150,7 @@ function allowedMethods(routes: readonly Route[], url: string): string[] {
     return [];
   }
   const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const matches = (pattern: string) => new RegExp(`^${pattern.split(/:\w+/).map(literal).join("[^/]+")}/?$`).test(path);
+  const matches = (pattern: string) => new RegExp(`^${pattern.split(/:\w+/).map(literal).join("[^/]+")}$`).test(path);
   return [...new Set(routes.filter((candidate) => matches(candidate.path)).map((candidate) => candidate.method))];
 }
 

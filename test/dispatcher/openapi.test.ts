@@ -84,6 +84,12 @@ describe("the OpenAPI document", () => {
     const paths = document.paths;
     expect(paths["/v1/events"].get.responses["200"].content).toHaveProperty("text/event-stream");
     expect(paths["/v1/jobs/{jobId}/events"].get.responses["200"].content).toHaveProperty("text/event-stream");
+    // Each event's data is a TransitionEvent, as JSON (OpenAPI 3.1: the stream's schema describes one event).
+    expect(paths["/v1/events"].get.responses["200"].content["text/event-stream"].schema.properties.data).toEqual({
+      type: "string",
+      contentMediaType: "application/json",
+      contentSchema: { $ref: "#/components/schemas/TransitionEvent" },
+    });
     expect(paths["/metrics"].get.responses["200"].content).toHaveProperty("text/plain");
     expect(paths["/v1/jobs"].get.parameters.map((parameter: { name: string }) => parameter.name)).toContain("executor");
     expect(Object.keys(paths["/v1/jobs"].post.responses).sort()).toEqual(

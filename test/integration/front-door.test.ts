@@ -146,6 +146,25 @@ describe("clients that hang up", () => {
     expect(output).not.toMatch(/AbortError|unhandled error/);
   });
 
+  it("following a finished job's log returns the log and ends", async () => {
+    const jobId = ++nextJobId;
+    const created = await fetch(`${base}/v1/jobs`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify(request(jobId)),
+    });
+    expect(created.status).toBe(201);
+    await until("the job to complete", async () => {
+      const status = (await (await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth })).json()) as JobStatus;
+      return status.phase === "completed";
+    });
+    // Bounded only so that a stream that never ends fails here instead of hanging the file.
+    const response = await fetch(`${base}/v1/jobs/${jobId}/logs?follow=true`, { headers: auth, signal: AbortSignal.timeout(30_000) });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-log-state")).toBe("output");
+    expect(await response.text()).toMatch(/epoch 1\/3/);
+  });
+
   it("an event stream, abandoned, is torn down and the dispatcher keeps serving", async () => {
     const jobId = await submitRunning();
     const { status, first } = await readThenHangUp(`/v1/jobs/${jobId}/events`);
@@ -157,7 +176,7 @@ describe("clients that hang up", () => {
 });
 
 describe("event streams end with their client", () => {
-  it("unsubscribes an abandoned stream from the live feed", async () => {
+  it("unsubscribes an abandoned stream from the live feed; refuses a local job's stream", async () => {
     const live = await startLiveStatus({ kubeConfig, namespace: platform.namespace, log: noLog });
     // Counts subscriptions on the real feed: each stream holds one until it is torn down.
     let subscribed = 0;
@@ -170,15 +189,30 @@ describe("event streams end with their client", () => {
         return unsubscribe();
       };
     };
+    const workDir = mkdtempSync(join(tmpdir(), "front-door-events-"));
+    const local = await LocalExecutor.open({ trainerDir: workDir, python: "false", workDir, graceSeconds: 1, environment: {} });
     const app = buildServer({
       apiToken: token,
       bodyLimitBytes: 256 * 1024,
       defaultExecutor: "kubernetes",
-      executors: { kubernetes: new KubernetesExecutor({ kubeConfig, platform }) },
+      executors: { kubernetes: new KubernetesExecutor({ kubeConfig, platform }), local },
       feed: live.feed,
     });
     const url = await app.listen({ port: 0, host: "127.0.0.1" });
     try {
+      // A local job has no live events: its stream is refused, not left silent.
+      const localJob = ++nextJobId;
+      const created = await app.inject({
+        method: "POST",
+        url: "/v1/jobs",
+        headers: auth,
+        payload: { ...request(localJob), executor: "local" },
+      });
+      expect(created.statusCode).toBe(201);
+      const refused = await app.inject({ method: "GET", url: `/v1/jobs/${localJob}/events`, headers: auth });
+      expect(refused.statusCode).toBe(404);
+      expect(refused.json().error.message).toMatch(/local executor/);
+
       for (const path of ["/v1/events", "/v1/events?projectId=43"]) {
         await new Promise<void>((done, fail) => {
           const call = httpRequest(`${url}${path}`, { headers: auth }, (response) => {
