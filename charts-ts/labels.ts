@@ -39,17 +39,39 @@ export const ANNOTATION = {
 /** The label the Job controller puts on a Job's pods. */
 export const JOB_NAME_LABEL = "batch.kubernetes.io/job-name";
 
+/**
+ * The dispatcher's own pod labels: its Deployment, Service and PodDisruptionBudget select on them,
+ * so a trainer pod carrying them would count as a dispatcher replica.
+ */
+export const DISPATCHER_LABELS = {
+  "app.kubernetes.io/name": "training-dispatcher",
+  "app.kubernetes.io/part-of": "training-platform",
+} as const;
+
 /** Label keys a request may not set, because the platform owns them. */
 export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set([
   ...Object.values(LABEL),
+  ...Object.keys(DISPATCHER_LABELS),
   "job-name",
   JOB_NAME_LABEL,
   "controller-uid",
   "batch.kubernetes.io/controller-uid",
 ]);
 
-/** Label key prefixes a request may not use: Kubernetes' own and the platform's. */
-export const RESERVED_LABEL_PREFIXES: readonly string[] = ["kubernetes.io/", "k8s.io/", "batch.kubernetes.io/", `${ANNOTATION_PREFIX}/`];
+/**
+ * Label key prefixes (DNS domains) a request may not use, nor any subdomain of them:
+ * Kubernetes' own (`kubernetes.io/`, `app.kubernetes.io/`, `node-role.kubernetes.io/`,
+ * `k8s.io/`, `cluster-autoscaler.k8s.io/`, ...) and the platform's.
+ */
+export const RESERVED_LABEL_DOMAINS: readonly string[] = ["kubernetes.io", "k8s.io", ANNOTATION_PREFIX];
+
+/** Whether a label key's prefix is a reserved domain or one of its subdomains. */
+export function hasReservedLabelPrefix(key: string): boolean {
+  const slash = key.indexOf("/");
+  if (slash === -1) return false;
+  const domain = key.slice(0, slash);
+  return RESERVED_LABEL_DOMAINS.some((reserved) => domain === reserved || domain.endsWith(`.${reserved}`));
+}
 
 const TRAINING_JOB_NAME_PREFIX = "training-job-";
 

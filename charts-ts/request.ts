@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { FRAMEWORK_CATALOGUE, FRAMEWORKS, type Framework, type FrameworkEntry } from "./catalogue.ts";
-import { RESERVED_LABEL_KEYS, RESERVED_LABEL_PREFIXES } from "./labels.ts";
+import { hasReservedLabelPrefix, RESERVED_LABEL_KEYS } from "./labels.ts";
 import { parseQuantity } from "./quantity.ts";
 
 export const MAX_ADVANCED_CONFIG_BYTES = 64 * 1024;
@@ -23,6 +23,9 @@ export type Executor = (typeof EXECUTORS)[number];
 // `. _ - /` only, never a leading dash (it would read as a flag), no `..` segment.
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
 const hasParentSegment = (value: string) => value.split("/").includes("..");
+// A checkpoint key is resolved by the trainer against its bucket: `.`, `..` and empty segments would
+// let one job name another project's checkpoint (or read as a different key on another store).
+const hasTraversalSegment = (key: string) => key.split("/").some((segment) => segment === "" || segment === "." || segment === "..");
 
 const safeName = (what: string, maxLength: number) =>
   z
@@ -54,8 +57,8 @@ const costLabels = z
     z
       .string()
       .refine(isLabelKey, "label keys must be Kubernetes label keys ([prefix/]name, name up to 63 characters)")
-      .refine((key) => !RESERVED_LABEL_KEYS.has(key), "this label key is set by the platform")
-      .refine((key) => !RESERVED_LABEL_PREFIXES.some((prefix) => key.startsWith(prefix)), "this label key prefix is reserved"),
+      .refine((key) => !RESERVED_LABEL_KEYS.has(key), "this label key is reserved: set by the platform")
+      .refine((key) => !hasReservedLabelPrefix(key), "this label key is reserved: its prefix belongs to Kubernetes or the platform"),
     z.string().regex(LABEL_VALUE, "label values must be up to 63 letters, digits, - _ . and start and end alphanumeric"),
   )
   .refine((labels) => Object.keys(labels).length <= MAX_COST_LABELS, `at most ${MAX_COST_LABELS} labels`)
@@ -139,6 +142,7 @@ const advancedConfig = z
   .optional();
 
 const CHECKPOINT_URI = /^(?:r2|s3|gs):\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/[A-Za-z0-9_][A-Za-z0-9._/-]*$/;
+const checkpointKey = (uri: string) => uri.slice(uri.indexOf("/", uri.indexOf("://") + 3) + 1);
 
 function requestSchemaFor<F extends Framework>(framework: F) {
   const entry: FrameworkEntry = FRAMEWORK_CATALOGUE[framework];
@@ -179,7 +183,7 @@ function requestSchemaFor<F extends Framework>(framework: F) {
     resumeFrom: z
       .string()
       .regex(CHECKPOINT_URI, "resumeFrom must be a checkpoint URI such as r2://bucket/checkpoints/.../last.pt")
-      .refine((value) => !hasParentSegment(value), "resumeFrom must not contain a '..' segment")
+      .refine((uri) => !hasTraversalSegment(checkpointKey(uri)), "resumeFrom must not contain a '..' segment, nor a '.' or an empty one")
       .optional(),
   });
 }

@@ -60,6 +60,14 @@ export interface PlatformSettingsProps {
    * @default 1000
    */
   readonly runAsUser?: number;
+  /**
+   * Queue training Jobs with Kueue (the platform chart's TrainingQueues): quotas per
+   * GPU type and project, borrowing, and preemption among training workloads only.
+   * Off, the chart is what it was before Kueue: PriorityClasses preempt, a
+   * ResourceQuota caps the namespace's GPUs.
+   * @default false
+   */
+  readonly queueing?: boolean;
 }
 
 export type PlatformSettings = Required<PlatformSettingsProps>;
@@ -76,6 +84,7 @@ export const DEFAULT_PLATFORM_SETTINGS: PlatformSettings = {
   terminationGracePeriodSeconds: 300,
   sharedMemorySize: "2Gi",
   runAsUser: 1000,
+  queueing: false,
 };
 
 export function platformSettings(props: PlatformSettingsProps = {}): PlatformSettings {

@@ -27,6 +27,9 @@ export const GPU_RESOURCE = "nvidia.com/gpu";
 /** Labels and taint that mark a GPU node; node pools and the test cluster use the same. */
 export const GPU_NODE_LABELS = { accelerator: "nvidia-gpu", gpuType: "gpu-type" } as const;
 
+/** Keeps pods that do not ask for GPUs off GPU nodes; training Jobs tolerate the key with `Exists`. */
+export const GPU_TAINT = { key: GPU_RESOURCE, value: "true", effect: "NoSchedule" } as const;
+
 export interface TrainingJobProps {
   /** A validated request: the output of parseTrainingRequest. */
   readonly request: TrainingRequest;
@@ -95,7 +98,7 @@ function placement(request: TrainingRequest): Pick<k8s.PodSpec, "nodeSelector" |
       accelerator: GPU_NODE_LABELS.accelerator,
       ...(gpuType !== undefined && { [GPU_NODE_LABELS.gpuType]: gpuType }),
     },
-    tolerations: [{ key: GPU_RESOURCE, operator: "Exists", effect: "NoSchedule" }],
+    tolerations: [{ key: GPU_TAINT.key, operator: "Exists", effect: GPU_TAINT.effect }],
   };
 }
 

@@ -67,13 +67,14 @@ async function main(): Promise<void> {
         },
       }),
     }));
+  const kubernetes = kubeConfig && new KubernetesExecutor({ kubeConfig, platform: config.platform });
   const server = buildServer({
     apiToken: config.apiToken,
     bodyLimitBytes: config.bodyLimitBytes,
     defaultExecutor: config.defaultExecutor,
     executors: {
       ...(local && { local }),
-      ...(kubeConfig && { kubernetes: new KubernetesExecutor({ kubeConfig, platform: config.platform }) }),
+      ...(kubernetes && { kubernetes }),
     },
     metrics,
     ...(live && { feed: live.feed }),
@@ -83,6 +84,10 @@ async function main(): Promise<void> {
     server.log.info(`no Kubernetes cluster configured: jobs run with the local executor (python ${config.local.trainerDir}/train.py)`);
   }
   server.log.info({ defaultExecutor: config.defaultExecutor, namespace: config.platform.namespace }, "dispatcher configured");
+  // Not fatal: /readyz keeps saying the same until the fix is applied, and the local executor,
+  // the rollback path, keeps serving meanwhile.
+  const readiness = await kubernetes?.ready();
+  if (readiness?.ready === false) server.log.error({ executor: "kubernetes" }, `not ready: ${readiness.reason}`);
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.once(signal, () => void Promise.all([server.close(), live?.stop()]).then(() => process.exit(0)));
   }

@@ -3,7 +3,9 @@
  * run on them. The label keys and the taint key come from the TrainingJob
  * construct, which selects and tolerates them.
  */
-import { GPU_NODE_LABELS, GPU_RESOURCE } from "../charts-ts/training-job.ts";
+import { GPU_NODE_LABELS, GPU_TAINT } from "../charts-ts/training-job.ts";
+
+export { GPU_TAINT };
 
 /** nvidia-device-plugin charts >= 0.15 schedule only onto nodes with this label (or NFD/GFD labels, which we do not run). */
 const GPU_PRESENT_LABEL = "nvidia.com/gpu.present";
@@ -12,9 +14,6 @@ const GPU_PRESENT_LABEL = "nvidia.com/gpu.present";
 export function gpuNodeLabels(gpuType: string): Record<string, string> {
   return { accelerator: GPU_NODE_LABELS.accelerator, [GPU_NODE_LABELS.gpuType]: gpuType, [GPU_PRESENT_LABEL]: "true" };
 }
-
-/** Keeps pods that do not ask for GPUs off GPU nodes; training Jobs tolerate the key with `Exists`. */
-export const GPU_TAINT = { key: GPU_RESOURCE, value: "true", effect: "NoSchedule" } as const;
 
 /** For GPU node daemons (device plugin, DCGM exporter). */
 export const GPU_TOLERATION = { key: GPU_TAINT.key, operator: "Exists", effect: GPU_TAINT.effect } as const;

@@ -26,9 +26,15 @@ export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
 
 /**
  * Cluster-wide and read-only: the GPU nodes' sizes, so a job larger than any node fails
- * at once instead of queueing forever.
+ * at once instead of queueing forever; and its own Namespace, so readiness can tell
+ * "the platform chart is not applied" from "the API server is down".
  */
-export const DISPATCHER_CLUSTER_RULES: readonly k8s.PolicyRule[] = [{ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] }];
+export function dispatcherClusterRules(namespace: string): k8s.PolicyRule[] {
+  return [
+    { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] },
+    { apiGroups: [""], resources: ["namespaces"], verbs: ["get"], resourceNames: [namespace] },
+  ];
+}
 
 export class DispatcherRbac extends Construct {
   readonly serviceAccountName: string;
@@ -46,7 +52,7 @@ export class DispatcherRbac extends Construct {
     });
     // Cluster-scoped names are shared by every namespace's platform: the namespace keeps them apart.
     const clusterMetadata = { name: `${this.serviceAccountName}-nodes-${props.namespace}` };
-    new k8s.KubeClusterRole(this, "NodeReader", { metadata: clusterMetadata, rules: [...DISPATCHER_CLUSTER_RULES] });
+    new k8s.KubeClusterRole(this, "NodeReader", { metadata: clusterMetadata, rules: dispatcherClusterRules(props.namespace) });
     new k8s.KubeClusterRoleBinding(this, "NodeReaderBinding", {
       metadata: clusterMetadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterMetadata.name },

@@ -3,6 +3,7 @@ import { Construct } from "constructs";
 import { DISPATCHER_ENV } from "../../dispatcher/config.ts";
 import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/status/node-fit.ts";
 import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
+import { DISPATCHER_LABELS } from "../labels.ts";
 import type { PlatformSettings } from "../settings.ts";
 
 export interface DispatcherProps {
@@ -34,7 +35,6 @@ export interface DispatcherProps {
   readonly gpuNodeCapacity?: Readonly<Record<string, number>>;
 }
 
-const APP_LABELS = { "app.kubernetes.io/name": "training-dispatcher", "app.kubernetes.io/part-of": "training-platform" };
 const HTTP_PORT = 8080;
 const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
 
@@ -55,7 +55,7 @@ export class Dispatcher extends Construct {
   constructor(scope: Construct, id: string, props: DispatcherProps) {
     super(scope, id);
     const { platform } = props;
-    const metadata = { name: "training-dispatcher", namespace: platform.namespace, labels: APP_LABELS };
+    const metadata = { name: "training-dispatcher", namespace: platform.namespace, labels: DISPATCHER_LABELS };
     const tokenSecretName = props.tokenSecretName ?? "training-dispatcher";
     const env: Record<string, string> = {
       [DISPATCHER_ENV.port]: String(HTTP_PORT),
@@ -78,13 +78,13 @@ export class Dispatcher extends Construct {
       metadata,
       spec: {
         replicas: props.replicas ?? 2,
-        selector: { matchLabels: APP_LABELS },
+        selector: { matchLabels: DISPATCHER_LABELS },
         strategy: {
           type: "RollingUpdate",
           rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
         },
         template: {
-          metadata: { labels: APP_LABELS },
+          metadata: { labels: DISPATCHER_LABELS },
           spec: {
             serviceAccountName: props.serviceAccountName,
             securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } },
@@ -117,11 +117,11 @@ export class Dispatcher extends Construct {
     });
     new k8s.KubeService(this, "Service", {
       metadata,
-      spec: { selector: APP_LABELS, ports: [{ name: "http", port: 80, targetPort: k8s.IntOrString.fromString("http") }] },
+      spec: { selector: DISPATCHER_LABELS, ports: [{ name: "http", port: 80, targetPort: k8s.IntOrString.fromString("http") }] },
     });
     new k8s.KubePodDisruptionBudget(this, "Budget", {
       metadata,
-      spec: { minAvailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: APP_LABELS } },
+      spec: { minAvailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: DISPATCHER_LABELS } },
     });
   }
 }

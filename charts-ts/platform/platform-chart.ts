@@ -3,9 +3,11 @@ import { k8s } from "cdk8s-plus-33";
 import type { Construct } from "constructs";
 import { type PlatformSettingsProps, platformSettings } from "../settings.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { DispatcherJobPolicy } from "./dispatcher-job-policy.ts";
 import { DispatcherRbac } from "./dispatcher-rbac.ts";
 import { TrainingPriorityClasses } from "./priority-classes.ts";
 import { type ClusterPeer, TrainerNetworkPolicy } from "./trainer-network-policy.ts";
+import { TrainingQueues, type TrainingQueuesProps } from "./training-queues.ts";
 import { TrainingQuota, type TrainingQuotaProps } from "./training-quota.ts";
 
 export interface PlatformChartProps {
@@ -39,12 +41,18 @@ export interface PlatformChartProps {
    * @default none declared
    */
   readonly gpuNodeCapacity?: Readonly<Record<string, number>>;
+  /**
+   * Kueue's flavors, queues and quotas; required when `platform.queueing` is on, refused when off.
+   * @default none (queueing off)
+   */
+  readonly queues?: Omit<TrainingQueuesProps, "namespace">;
 }
 
 /**
  * Everything the training namespace needs besides the Jobs themselves:
  * the namespace, quotas, priority classes, trainer network policy, and the
- * dispatcher with its least-privilege RBAC.
+ * dispatcher with its least-privilege RBAC and the admission policy that keeps
+ * its Jobs TrainingJob-shaped.
  */
 export class PlatformChart extends Chart {
   constructor(scope: Construct, id: string, props: PlatformChartProps = {}) {
@@ -58,14 +66,25 @@ export class PlatformChart extends Chart {
         labels: { "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest" },
       },
     });
-    new TrainingPriorityClasses(this, "PriorityClasses");
-    new TrainingQuota(this, "Quota", { namespace, ...props.quota });
+    const { queueing } = platform;
+    if (queueing !== (props.queues !== undefined)) {
+      throw new Error(
+        queueing
+          ? "PlatformChart: platform.queueing needs queues (GPU pools and projects)"
+          : "PlatformChart: queues given but platform.queueing is off",
+      );
+    }
+    new TrainingPriorityClasses(this, "PriorityClasses", { queueing });
+    // Kueue's quotas replace the namespace's GPU cap: a ResourceQuota would refuse the pods of a Job Kueue admitted.
+    new TrainingQuota(this, "Quota", { namespace, ...props.quota, gpuQuota: !queueing });
+    if (props.queues) new TrainingQueues(this, "Queues", { namespace, ...props.queues });
     new TrainerNetworkPolicy(this, "TrainerNetworkPolicy", {
       namespace,
       backend: props.backend ?? { namespace: "backend", podLabels: { app: "backend" }, port: 8000 },
       mlflow: props.mlflow ?? { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
     const rbac = new DispatcherRbac(this, "DispatcherRbac", { namespace });
+    new DispatcherJobPolicy(this, "DispatcherJobPolicy", { platform, serviceAccountName: rbac.serviceAccountName });
     new Dispatcher(this, "Dispatcher", {
       platform,
       serviceAccountName: rbac.serviceAccountName,

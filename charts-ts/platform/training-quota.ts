@@ -10,6 +10,11 @@ export interface TrainingQuotaProps {
    */
   readonly maxGpus?: number;
   /**
+   * Whether the namespace's GPU requests are capped at all (off when Kueue's quotas govern GPUs).
+   * @default true
+   */
+  readonly gpuQuota?: boolean;
+  /**
    * Jobs that may exist at once (finished ones count until their TTL expires).
    * @default 1000
    */
@@ -27,7 +32,7 @@ export class TrainingQuota extends Construct {
       metadata: { name: "training-quota", namespace: props.namespace },
       spec: {
         hard: {
-          [`requests.${GPU_RESOURCE}`]: k8s.Quantity.fromNumber(props.maxGpus ?? 16),
+          ...(props.gpuQuota !== false && { [`requests.${GPU_RESOURCE}`]: k8s.Quantity.fromNumber(props.maxGpus ?? 16) }),
           "count/jobs.batch": k8s.Quantity.fromNumber(props.maxJobs ?? 1000),
         },
       },

@@ -36,6 +36,8 @@ export type LogResult =
   | { readonly kind: "no-such-attempt"; readonly attempts: number }
   | { readonly kind: "output"; readonly attempt: number; readonly stream: Readable };
 
+export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };
+
 export interface DryRunVerdict {
   readonly accepted: boolean;
   /** The API server's own words when it refuses. */
@@ -57,8 +59,8 @@ export interface JobExecutor {
   logs(jobId: number, request: LogRequest): Promise<LogResult>;
   /** Stops gracefully; undefined when there is no such job. */
   stop(jobId: number): Promise<JobStatus | undefined>;
-  /** Whether the executor can take work now (the API server answers). */
-  ready(): Promise<boolean>;
+  /** Whether the executor can take work now; if not, why, in words that name the fix. */
+  ready(): Promise<Readiness>;
   /** What the job would be and the platform's verdict on it, creating nothing; absent where there is no such check. */
   dryRun?(request: TrainingRequest): Promise<DryRunResult>;
 }

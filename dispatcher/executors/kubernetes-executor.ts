@@ -13,26 +13,31 @@ import {
   setHeaderOptions,
   type V1Job,
   type V1Pod,
-  VersionApi,
 } from "@kubernetes/client-node";
 import { ANNOTATION, JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobName } from "../../charts-ts/labels.ts";
 import type { TrainingRequest } from "../../charts-ts/request.ts";
 import type { PlatformSettings } from "../../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
-import { ApiError, apiServerMessage } from "../api-error.ts";
+import { ApiError, apiServerFailure, apiServerMessage, isMissingNamespace, missingNamespaceMessage } from "../api-error.ts";
 import { jobIdOf } from "../live/job-watch.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
-import type { DryRunResult, DryRunVerdict, JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import type {
+  DryRunResult,
+  DryRunVerdict,
+  JobExecutor,
+  JobPage,
+  ListFilter,
+  LogRequest,
+  LogResult,
+  Readiness,
+  SubmitResult,
+} from "./job-executor.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 
 function isApiError(error: unknown, code: number): boolean {
   return error instanceof ApiException && error.code === code;
-}
-
-function unavailable(error: unknown): ApiError {
-  return new ApiError(503, "kubernetes_unavailable", `the Kubernetes API failed: ${apiServerMessage(error)}`);
 }
 
 export interface KubernetesExecutorProps {
@@ -44,20 +49,22 @@ export class KubernetesExecutor implements JobExecutor {
   readonly kind = "kubernetes" as const;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
-  private readonly version: VersionApi;
   private readonly log: Log;
   private readonly platform: PlatformSettings;
 
   constructor(props: KubernetesExecutorProps) {
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     this.core = props.kubeConfig.makeApiClient(CoreV1Api);
-    this.version = props.kubeConfig.makeApiClient(VersionApi);
     this.log = new Log(props.kubeConfig);
     this.platform = props.platform;
   }
 
   private get namespace(): string {
     return this.platform.namespace;
+  }
+
+  private failure(error: unknown, field?: string): ApiError {
+    return apiServerFailure(error, this.namespace, field);
   }
 
   render(request: TrainingRequest): Manifest {
@@ -73,10 +80,7 @@ export class KubernetesExecutor implements JobExecutor {
       });
       return { created: true, status: deriveJobStatus({ job, pods: [] }, request.jobId) };
     } catch (error) {
-      if (!isApiError(error, 409))
-        throw isApiError(error, 422) || isApiError(error, 400)
-          ? new ApiError(400, "invalid_request", apiServerMessage(error))
-          : unavailable(error);
+      if (!isApiError(error, 409)) throw this.failure(error);
     }
     const existing = await this.readJob(request.jobId);
     if (!existing) throw new ApiError(409, "conflict", `job ${request.jobId} is being deleted; submit again once it is gone`);
@@ -103,10 +107,10 @@ export class KubernetesExecutor implements JobExecutor {
       });
       return { accepted: true };
     } catch (error) {
-      if (error instanceof ApiException && error.code >= 400 && error.code < 500) {
+      if (error instanceof ApiException && error.code >= 400 && error.code < 500 && !isMissingNamespace(error, this.namespace)) {
         return { accepted: false, statusCode: error.code, message: apiServerMessage(error) };
       }
-      throw unavailable(error);
+      throw this.failure(error);
     }
   }
 
@@ -140,7 +144,7 @@ export class KubernetesExecutor implements JobExecutor {
     } catch (error) {
       if (isApiError(error, 410))
         throw new ApiError(400, "invalid_request", "pageToken has expired; list again from the start", "pageToken");
-      throw unavailable(error);
+      throw this.failure(error, filter.pageToken === undefined ? undefined : "pageToken");
     }
   }
 
@@ -162,7 +166,7 @@ export class KubernetesExecutor implements JobExecutor {
       );
       return this.statusOf(patched, jobId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.failure(error);
     }
   }
 
@@ -192,17 +196,22 @@ export class KubernetesExecutor implements JobExecutor {
       if (stream.destroyed) abort.abort();
       stream.on("close", () => abort.abort());
     } catch (error) {
-      throw unavailable(error);
+      throw this.failure(error);
     }
     return { kind: "output", attempt: number, stream };
   }
 
-  async ready(): Promise<boolean> {
+  /** Ready when the training namespace exists: the API server answers and the platform chart is applied. */
+  async ready(): Promise<Readiness> {
     try {
-      await this.version.getCode();
-      return true;
-    } catch {
-      return false;
+      await this.core.readNamespace({ name: this.namespace });
+      return { ready: true };
+    } catch (error) {
+      if (isApiError(error, 404)) return { ready: false, reason: missingNamespaceMessage(this.namespace) };
+      const reason = isApiError(error, 403)
+        ? `the dispatcher may not read its namespace "${this.namespace}": apply the platform chart, whose ClusterRole grants it`
+        : "the Kubernetes API is unavailable";
+      return { ready: false, reason: `${reason} (${apiServerMessage(error)})` };
     }
   }
 
@@ -211,7 +220,7 @@ export class KubernetesExecutor implements JobExecutor {
       return await this.batch.readNamespacedJob({ name: trainingJobName(jobId), namespace: this.namespace });
     } catch (error) {
       if (isApiError(error, 404)) return undefined;
-      throw unavailable(error);
+      throw this.failure(error);
     }
   }
 
@@ -223,7 +232,7 @@ export class KubernetesExecutor implements JobExecutor {
       });
       return pods.items;
     } catch (error) {
-      throw unavailable(error);
+      throw this.failure(error);
     }
   }
 
@@ -242,7 +251,7 @@ export class KubernetesExecutor implements JobExecutor {
       );
       return deriveJobStatus({ job, pods, events: events.flatMap((list) => list.items) }, jobId);
     } catch (error) {
-      throw unavailable(error);
+      throw this.failure(error);
     }
   }
 }

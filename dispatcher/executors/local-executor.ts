@@ -6,8 +6,9 @@
  * the dispatcher went away is reported as failed (Lost), never as running.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync } from "node:fs";
-import { appendFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, open as openFile, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -22,8 +23,9 @@ import {
   trainerArgs,
 } from "../../charts-ts/trainer-contract.ts";
 import { ApiError } from "../api-error.ts";
-import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition } from "../status/status-model.ts";
-import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import { jsonLinesLog, type Log } from "../log.ts";
+import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "../status/status-model.ts";
+import type { JobExecutor, JobPage, ListFilter, LogRequest, LogResult, Readiness, SubmitResult } from "./job-executor.ts";
 import { assertSameRequest, requestConflicts } from "./request-diff.ts";
 
 export interface LocalExecutorProps {
@@ -37,11 +39,18 @@ export interface LocalExecutorProps {
   readonly graceSeconds: number;
   /** Values for the variables a pod gets from its Secret, ConfigMap and settings. */
   readonly environment: Readonly<Record<string, string | undefined>>;
+  /**
+   * Where start-up reports what it skipped in the work folder.
+   * @default jsonLinesLog
+   */
+  readonly log?: Log;
 }
 
 const REQUEST_FILE = "request.json";
 const TRANSITIONS_FILE = "transitions.jsonl";
 const LOG_FILE = "attempt-1.log";
+/** A job folder whose request.json cannot be read is renamed `<folder><this><ms>` and left for a person. */
+const UNREADABLE_MARK = ".unreadable-";
 
 interface LocalJob {
   readonly request: TrainingRequest;
@@ -57,9 +66,11 @@ export class LocalExecutor implements JobExecutor {
   readonly kind = "local" as const;
   private readonly props: LocalExecutorProps;
   private readonly jobs = new Map<number, LocalJob>();
+  private readonly log: Log;
 
   private constructor(props: LocalExecutorProps) {
     this.props = props;
+    this.log = props.log ?? jsonLinesLog;
   }
 
   /** Opens the work folder and reloads every job recorded there. */
@@ -67,24 +78,64 @@ export class LocalExecutor implements JobExecutor {
     const executor = new LocalExecutor(props);
     await mkdir(props.workDir, { recursive: true });
     for (const entry of await readdir(props.workDir)) {
-      await executor.reload(join(props.workDir, entry));
+      if (!entry.includes(UNREADABLE_MARK)) await executor.reload(join(props.workDir, entry));
     }
     return executor;
   }
 
+  // A crash can leave a job folder half-written; start-up skips what it cannot read, says so,
+  // and never stops on it: the other jobs' history, and the dispatcher itself, matter more.
   private async reload(dir: string): Promise<void> {
-    if (!existsSync(join(dir, REQUEST_FILE))) return;
-    const request = JSON.parse(await readFile(join(dir, REQUEST_FILE), "utf8")) as TrainingRequest;
-    const lines = existsSync(join(dir, TRANSITIONS_FILE))
-      ? (await readFile(join(dir, TRANSITIONS_FILE), "utf8")).split("\n").filter(Boolean)
-      : [];
-    const job: LocalJob = { request, dir, transitions: lines.map((line) => JSON.parse(line) as Transition) };
+    const requestFile = join(dir, REQUEST_FILE);
+    if (!existsSync(requestFile)) return;
+    const request = storedRequest(await readFile(requestFile, "utf8"));
+    if (!request) {
+      await this.setAside(dir, requestFile);
+      return;
+    }
+    const job: LocalJob = { request, dir, transitions: await this.readTransitions(join(dir, TRANSITIONS_FILE)) };
     this.jobs.set(request.jobId, job);
     job.lastExitCode = job.transitions.findLast((transition) => transition.exitCode !== undefined)?.exitCode;
     const last = job.transitions.at(-1);
     if (!last || !TERMINAL_PHASES.has(last.phase)) {
       await this.record(job, "failed", REASON.lost, "the dispatcher restarted while this local run was in flight; its process is gone");
     }
+  }
+
+  /** Moves an unreadable job folder out of the way, so its jobId can be submitted again. */
+  private async setAside(dir: string, file: string): Promise<void> {
+    const movedTo = `${dir}${UNREADABLE_MARK}${Date.now()}`;
+    const message = "unreadable request.json; skipping this job (a crash mid-write?)";
+    try {
+      await rename(dir, movedTo);
+      this.log("error", `${message}, its folder moved aside`, { file, movedTo });
+    } catch (error) {
+      this.log("error", `${message}; its folder could not be moved aside`, { file, error: (error as Error).message });
+    }
+  }
+
+  /**
+   * The transitions that parse. Lines are appended, so a crash can tear the last one; it is
+   * skipped, and the file rewritten without it, so the next append starts on a line of its own.
+   */
+  private async readTransitions(file: string): Promise<Transition[]> {
+    if (!existsSync(file)) return [];
+    const text = await readFile(file, "utf8");
+    const transitions: Transition[] = [];
+    let skipped = false;
+    text.split("\n").forEach((line, index) => {
+      if (line === "") return;
+      const transition = parsedTransition(line);
+      if (transition) transitions.push(transition);
+      else {
+        skipped = true;
+        this.log("warn", "torn line in transitions.jsonl skipped (a crash mid-write)", { file, line: index + 1 });
+      }
+    });
+    if (skipped || (text !== "" && !text.endsWith("\n"))) {
+      await writeFileAtomic(file, transitions.map((transition) => `${JSON.stringify(transition)}\n`).join(""));
+    }
+    return transitions;
   }
 
   async submit(request: TrainingRequest): Promise<SubmitResult> {
@@ -97,7 +148,7 @@ export class LocalExecutor implements JobExecutor {
     const job: LocalJob = { request, dir, transitions: [] };
     this.jobs.set(request.jobId, job);
     await mkdir(join(dir, "output", "checkpoints"), { recursive: true });
-    await writeFile(join(dir, REQUEST_FILE), canonicalJson(request));
+    await writeFileAtomic(join(dir, REQUEST_FILE), canonicalJson(request));
     await this.record(job, "pending", REASON.created);
     this.start(job);
     return { created: true, status: this.statusOf(job) };
@@ -242,8 +293,8 @@ export class LocalExecutor implements JobExecutor {
     return out;
   }
 
-  async ready(): Promise<boolean> {
-    return true;
+  async ready(): Promise<Readiness> {
+    return { ready: true };
   }
 
   private statusOf(job: LocalJob): JobStatus {
@@ -275,6 +326,45 @@ function outcome(job: LocalJob, code: number | null, signal: NodeJS.Signals | nu
     return ["failed", REASON.configurationError, `trainer exited with code ${code}, a configuration error`];
   }
   return ["failed", REASON.error, code !== null ? `trainer exited with code ${code}` : `trainer was killed by ${signal}`];
+}
+
+/** A stored request.json: written by submit from a validated request, so only its completeness is in doubt. */
+function storedRequest(text: string): TrainingRequest | undefined {
+  try {
+    const request = JSON.parse(text) as Partial<TrainingRequest> | null;
+    return Number.isSafeInteger(request?.jobId) ? (request as TrainingRequest) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parsedTransition(line: string): Transition | undefined {
+  try {
+    return transitionSchema.parse(JSON.parse(line));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write-then-rename: whoever reads the file, the next start after a crash included, sees the
+ * old content or the new, never a part. The data is synced before the rename makes it visible.
+ */
+async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const temporary = `${path}.${randomUUID()}.tmp`;
+  try {
+    const handle = await openFile(temporary, "w");
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
 }
 
 function lastLines(text: string, count: number | undefined): string {

@@ -9,7 +9,7 @@
 import type { Executor, TrainingRequest } from "../../charts-ts/request.ts";
 import { ApiError, apiServerMessage, notFound } from "../api-error.ts";
 import type { JobStatus } from "../status/status-model.ts";
-import type { DryRunResult, JobExecutor, ListFilter, LogRequest, LogResult, SubmitResult } from "./job-executor.ts";
+import type { DryRunResult, JobExecutor, ListFilter, LogRequest, LogResult, Readiness, SubmitResult } from "./job-executor.ts";
 
 export interface UnavailableExecutor {
   readonly executor: Executor;
@@ -148,7 +148,7 @@ export class ExecutorRegistry {
   }
 
   /** Each executor's readiness, asked at once. */
-  async readiness(): Promise<Partial<Record<Executor, boolean>>> {
+  async readiness(): Promise<Partial<Record<Executor, Readiness>>> {
     const states = await Promise.all(this.executors.map(async (executor) => [executor.kind, await executor.ready()] as const));
     return Object.fromEntries(states);
   }

@@ -40,6 +40,7 @@ function submissionResult(status: number): string {
   if (status === 201) return "created";
   if (status === 200) return "existing";
   if (status === 409) return "conflict";
+  if (status === 429) return "quota_exceeded";
   return status < 500 ? "invalid" : "error";
 }
 
@@ -108,7 +109,7 @@ export function routeTable(context: RouteContext): readonly Route[] {
       },
       handler: async ({ reply }) => {
         const executors = await registry.readiness();
-        const ready = Object.values(executors).every(Boolean);
+        const ready = Object.values(executors).every((state) => state.ready);
         return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", executors });
       },
     }),
@@ -142,7 +143,8 @@ export function routeTable(context: RouteContext): readonly Route[] {
       },
       errors: {
         conflict: "the jobId exists with a different request (the differing fields are named) or on another executor",
-        kubernetes_unavailable: "the Kubernetes API did not answer",
+        quota_exceeded: "the training namespace's Job-count quota is full (the quota's own message); nothing was created",
+        kubernetes_unavailable: "the Kubernetes API did not answer, or the training namespace does not exist (apply the platform chart)",
       },
       // Counted from the answer, so a body refused before the handler counts as `invalid` too.
       observe: (request, reply) => {

@@ -92,7 +92,11 @@ export const healthSchema = z.strictObject({ status: z.literal("ok") });
 
 export const readinessSchema = z.strictObject({
   status: z.enum(["ready", "not ready"]),
-  executors: z.partialRecord(z.enum(EXECUTORS), z.boolean()),
+  // Not ready says why, in words that name the fix (`apply the platform chart: ...`).
+  executors: z.partialRecord(
+    z.enum(EXECUTORS),
+    z.union([z.strictObject({ ready: z.literal(true) }), z.strictObject({ ready: z.literal(false), reason: z.string() })]),
+  ),
 });
 
 /** Named schemas of the document, by id, and the side each travels on (generated for requests or responses). */

@@ -19,7 +19,7 @@ describe("PlatformChart", () => {
     expect(namespace.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
   });
 
-  it("grants the dispatcher exactly what it uses: its namespace's objects, and only to read nodes beyond it", () => {
+  it("grants the dispatcher exactly what it uses: its namespace's objects, and only to read nodes and its Namespace beyond it", () => {
     const role = find("Role");
     expect(role.metadata.namespace).toBe("training");
     expect(role.rules).toEqual([
@@ -35,7 +35,10 @@ describe("PlatformChart", () => {
     expect(binding.subjects).toEqual(subjects);
     const clusterRoles = objects.filter((object) => object.kind === "ClusterRole");
     expect(clusterRoles.map((clusterRole) => clusterRole.rules)).toEqual([
-      [{ apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] }],
+      [
+        { apiGroups: [""], resources: ["nodes"], verbs: ["list", "watch"] },
+        { apiGroups: [""], resources: ["namespaces"], verbs: ["get"], resourceNames: ["training"] },
+      ],
     ]);
     const clusterBinding = find("ClusterRoleBinding");
     expect(clusterBinding.roleRef).toEqual({
@@ -53,6 +56,29 @@ describe("PlatformChart", () => {
         .map((object: Json) => object.metadata.name);
     expect(names("team-a")).toEqual(["training-dispatcher-nodes-team-a", "training-dispatcher-nodes-team-a"]);
     expect(names("team-a")).not.toEqual(names("team-b"));
+  });
+
+  it("holds the dispatcher's ServiceAccount, and only it, to TrainingJob-shaped Jobs, with names from the platform settings", () => {
+    const platform = { namespace: "team-a", objectStoreSecretName: "object-keys", backendConfigMapName: "backend-urls" };
+    const chart: Json[] = Testing.synth(new PlatformChart(Testing.app(), "platform", { platform }));
+    const named = (kind: string) =>
+      chart.find((object) => object.kind === kind && object.metadata.name === "training-dispatcher-jobs-team-a");
+    const policy = named("ValidatingAdmissionPolicy");
+    const binding = named("ValidatingAdmissionPolicyBinding");
+    expect(policy.apiVersion).toBe("admissionregistration.k8s.io/v1");
+    expect(binding.spec).toEqual({ policyName: policy.metadata.name, validationActions: ["Deny"] });
+    expect(policy.spec.failurePolicy).toBe("Fail");
+    expect(policy.spec.matchConstraints.resourceRules).toEqual([
+      { apiGroups: ["batch"], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["jobs"] },
+    ]);
+    expect(policy.spec.matchConditions).toEqual([
+      { name: "dispatcher-service-account", expression: 'request.userInfo.username == "system:serviceaccount:team-a:training-dispatcher"' },
+    ]);
+    const rules = JSON.stringify(policy.spec.validations);
+    expect(rules).toContain('\\"object-keys\\"');
+    expect(rules).toContain('\\"backend-urls\\"');
+    expect(rules).not.toContain("r2-credentials");
+    expect(rules).not.toContain("backend-config");
   });
 
   it("tells the dispatcher the declared GPU pools' node sizes, and refuses a bad one at synth", () => {

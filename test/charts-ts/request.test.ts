@@ -122,8 +122,33 @@ const badRequests: [string, unknown, string, string][] = [
   ["label owned by the platform", { ...minimal, labels: { "job-id": "7" } }, "labels.job-id", "set by the platform"],
   ["label with a reserved prefix", { ...minimal, labels: { "kubernetes.io/team": "a" } }, "labels.kubernetes.io/team", "reserved"],
   ["label value with a space", { ...minimal, labels: { team: "a b" } }, "labels.team", "label values"],
+  ...[
+    // The dispatcher's own pod labels: a trainer carrying them would count in its PodDisruptionBudget.
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/team",
+    "node-role.kubernetes.io/worker",
+    "batch.kubernetes.io/job-name",
+    "kubernetes.io/team",
+    "k8s.io/team",
+    "cluster-autoscaler.k8s.io/safe-to-evict",
+    "training-platform.io/team",
+    "sub.training-platform.io/team",
+  ].map((key): [string, unknown, string, string] => [
+    `reserved label key ${key}`,
+    { ...minimal, labels: { [key]: "training-dispatcher" } },
+    `labels.${key}`,
+    "reserved",
+  ]),
   ["optimizer with a flag in it", { ...minimal, optimizer: "adam --lr=9" }, "optimizer", "lower-case name"],
   ["resumeFrom that is not a checkpoint URI", { ...minimal, resumeFrom: "http://evil/x" }, "resumeFrom", "checkpoint URI"],
+  ...[
+    "r2://bucket/checkpoints/../other-project/last.pt",
+    "r2://bucket/checkpoints/jobs/..",
+    "s3://bucket/a/./last.pt",
+    "gs://bucket/a//last.pt",
+    "r2://bucket/checkpoints/",
+  ].map((uri): [string, unknown, string, string] => [`resumeFrom ${uri}`, { ...minimal, resumeFrom: uri }, "resumeFrom", "segment"]),
   [
     "resumeFrom with a '..' segment",
     { ...minimal, resumeFrom: "r2://bucket/checkpoints/../../other-project/last.pt" },
@@ -144,6 +169,12 @@ describe("bad training requests", () => {
   it("throws an error that names every field at once", () => {
     expect(() => trainingRequest({ ...minimal, epochs: 0, batchSize: 0 } as never)).toThrowError(InvalidTrainingRequestError);
     expect(() => trainingRequest({ ...minimal, epochs: 0, batchSize: 0 } as never)).toThrowError(/epochs: .*; batchSize: /);
+  });
+
+  it("accepts label keys that only look like reserved ones, and dots inside a checkpoint's names", () => {
+    const labels = { "example.com/team": "a", "notkubernetes.io/team": "b", "kubernetes.io.example.com/team": "c", "k8s-team": "d" };
+    expect(parseTrainingRequest({ ...minimal, labels }).ok).toBe(true);
+    expect(parseTrainingRequest({ ...minimal, resumeFrom: "r2://bucket/runs/v1..v2/last.pt" }).ok).toBe(true);
   });
 
   it("accepts exactly 64 KiB of advancedConfig", () => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test control plane from Go modules with the local Go toolchain:
 #   etcd, kube-apiserver, kube-controller-manager (ours, short Job backoff),
-#   kube-scheduler, kubectl, kwok
+#   kube-scheduler, kubectl, kwok, kueue (+ its CRDs, copied from the module
+#   into kueue-crds/ so up.sh needs no Go toolchain)
 #
 # Binaries land in $HOME/.cache/training-platform/bin/<key>/ where <key> hashes
 # every input (versions.env, go.mod/go.sum files, our Go sources, this script,
@@ -17,7 +18,7 @@ source "$HERE/lib.sh"
 # shellcheck source=versions.env
 source "$HERE/versions.env"
 
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kueue)
 
 command -v go >/dev/null || die "go is not installed (need Go >= $(awk '$1=="go"{print $2}' "$HERE/kwok/go.mod"))"
 
@@ -26,7 +27,7 @@ compute_key() {
     cd "$HERE"
     go version
     # Inputs, in a stable order. Anything that changes the binaries must be here.
-    find versions.env build.sh lib.sh k8s etcd kwok -type f \
+    find versions.env build.sh lib.sh k8s etcd kwok kueue -type f \
       \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' -o -name '*.env' \) -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -c1-16
@@ -101,6 +102,22 @@ timed "etcd ($ETCD_VERSION)" \
 cd "$HERE/kwok"
 timed "kwok ($KWOK_VERSION)" \
   go build "${common[@]}" -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
+
+# ---- kueue -----------------------------------------------------------------
+# The manager reads its visibility server's certificate from the hard-coded
+# /visibility (pkg/visibility.certDir) and its metrics certificate from
+# /etc/kueue/metrics/certs (a literal in main). Moving the first under /etc/kueue
+# lets up.sh provide both with one private overlay of /etc (see start_kueue).
+cd "$HERE/kueue"
+timed "kueue ($KUEUE_VERSION)" \
+  go build "${common[@]}" -o "$tmp/kueue" -ldflags "-s -w \
+    -X 'sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION' \
+    -X 'sigs.k8s.io/kueue/pkg/visibility.certDir=/etc/kueue/visibility'" \
+    sigs.k8s.io/kueue/cmd/kueue
+kueue_src="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"
+mkdir "$tmp/kueue-crds"
+cp "$kueue_src"/config/components/crd/bases/*.yaml "$tmp/kueue-crds/"
+(( $(find "$tmp/kueue-crds" -name '*.yaml' | wc -l) == 11 )) || die "expected the 11 Kueue CRDs in $kueue_src/config/components/crd/bases"
 
 for b in "${BINARIES[@]}"; do [[ -x "$tmp/$b" ]] || die "expected binary $b was not produced"; done
 touch "$tmp/.complete"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Stops the cluster started by up.sh: SIGTERM to every process in
-# <state dir>/pids (only if it still is the binary we started), SIGKILL after a
-# grace period, then removes the cluster data (etcd, PKI, kubeconfigs).
+# Stops the cluster started by up.sh: first unregisters Kueue's webhooks and
+# visibility APIService (the Job webhook has failurePolicy Fail: with Kueue gone
+# and the webhook left, every Job create or update would be refused), then
+# SIGTERM to every process in <state dir>/pids (only if it still is the binary
+# we started), SIGKILL after a grace period, then removes the cluster data
+# (etcd, PKI, kubeconfigs, Kueue's config).
 # Logs in <state dir>/logs are kept for debugging unless --purge is given.
 #
 #   bash test/cluster/down.sh [--purge] [--quiet]
@@ -33,7 +36,7 @@ if [[ "${TP_CLUSTER_LOCKED:-}" != 1 ]]; then
 fi
 
 # Reverse start order: the simulated nodes and controllers first, etcd last.
-COMPONENTS=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
+COMPONENTS=(kueue kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 
 # pid of a component if that process is still the binary we started, else empty.
 ours() {
@@ -52,6 +55,25 @@ for c in "${COMPONENTS[@]}"; do
   p="$(ours "$c")"
   [[ -n "$p" ]] && PID[$c]="$p"
 done
+
+# Through the API server with the admin credentials up.sh made; no kubectl, so
+# this works before build.sh has run and after a half-finished up.sh.
+unregister_kueue() {
+  local server path
+  server="$(sed -n 's/^ *server: //p' "$CDIR/kubeconfig" 2>/dev/null | head -n1)"
+  [[ -n "$server" && -f "$CDIR/pki/admin.key" ]] || return 0
+  for path in \
+    /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/kueue-validating-webhook-configuration \
+    /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kueue-mutating-webhook-configuration \
+    /apis/apiregistration.k8s.io/v1/apiservices/v1beta2.visibility.kueue.x-k8s.io; do
+    curl -s -o /dev/null --max-time 5 -X DELETE --cacert "$CDIR/pki/ca.crt" \
+      --cert "$CDIR/pki/admin.crt" --key "$CDIR/pki/admin.key" "$server$path" || true
+  done
+}
+if [[ -n "${PID[kube-apiserver]:-}" ]]; then
+  say "unregistering Kueue's webhooks and visibility API"
+  unregister_kueue
+fi
 
 if (( ${#PID[@]} > 0 )); then
   for c in "${COMPONENTS[@]}"; do
@@ -88,7 +110,7 @@ for c in "${COMPONENTS[@]}"; do
 done
 
 rm -rf "$CDIR/pids" "$CDIR/etcd" "$CDIR/pki" "$CDIR/kwok-home" "$CDIR"/*-certs \
-  "$CDIR"/*.kubeconfig "$CDIR/kubeconfig" "$CDIR/kubeconfig.tmp" "$CDIR/env"
+  "$CDIR/kueue-etc" "$CDIR/kueue-config.yaml" "$CDIR"/*.kubeconfig "$CDIR/kubeconfig" "$CDIR/kubeconfig.tmp" "$CDIR/env"
 if (( PURGE )); then
   rm -rf "$CDIR/logs"
   rm -f "$CDIR/.lock"

@@ -3,7 +3,8 @@
 # etcd, kube-apiserver (TLS, authorization Node,RBAC), kube-controller-manager,
 # kube-scheduler and kwok (simulated nodes + pod lifecycles, see kwok-stages.yaml;
 # a kubelet-like server for pod logs, see kwok-logs.yaml), then registers the
-# fake nodes from nodes.yaml.
+# fake nodes from nodes.yaml, then starts Kueue (job queueing: CRDs, webhooks by
+# URL, the visibility API through the aggregation layer).
 #
 # State lives in <repo>/.cluster/ (git-ignored):
 #   kubeconfig   admin kubeconfig (system:masters), the one tests use
@@ -19,13 +20,18 @@
 #   TP_CLUSTER_SCHEDULER_PORT  scheduler https              (default 10259)
 #   TP_CLUSTER_KWOK_PORT       kwok's kubelet-like server, the fake nodes'
 #                              kubelet port (pod logs)       (default 10260)
+#   TP_CLUSTER_KUEUE_WEBHOOK_PORT     Kueue admission webhooks  (default kwok's + 1)
+#   TP_CLUSTER_KUEUE_METRICS_PORT     Kueue metrics (https)     (default kwok's + 2)
+#   TP_CLUSTER_KUEUE_HEALTH_PORT      Kueue /healthz, /readyz   (default kwok's + 3)
+#   TP_CLUSTER_KUEUE_VISIBILITY_PORT  Kueue visibility API      (default kwok's + 4)
 #   TP_CLUSTER_DIR             state dir                    (default <repo>/.cluster)
 #   TP_CLUSTER_TIMEOUT         seconds to wait per phase    (default 120)
 #   TP_JOB_POD_FAILURE_BACKOFF / TP_JOB_POD_FAILURE_BACKOFF_MAX  Job controller
 #                              pod-failure backoff (default 1s / 2s)
 #
-# Exit status 0 only when /readyz is ok, the default service account exists
-# and every node is Ready and untainted by the node lifecycle controller.
+# Exit status 0 only when /readyz is ok, the default service account exists,
+# every node is Ready and untainted by the node lifecycle controller, Kueue is
+# ready with its webhooks registered and its visibility APIService Available.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
@@ -38,6 +44,12 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 KCM_PORT="${TP_CLUSTER_KCM_PORT:-10257}"
 SCHED_PORT="${TP_CLUSTER_SCHEDULER_PORT:-10259}"
 KWOK_PORT="${TP_CLUSTER_KWOK_PORT:-10260}"
+# Next to kwok's by default, so a cluster given its own ports (up to kwok's)
+# does not take another cluster's Kueue ports.
+KUEUE_WEBHOOK_PORT="${TP_CLUSTER_KUEUE_WEBHOOK_PORT:-$((KWOK_PORT + 1))}"
+KUEUE_METRICS_PORT="${TP_CLUSTER_KUEUE_METRICS_PORT:-$((KWOK_PORT + 2))}"
+KUEUE_HEALTH_PORT="${TP_CLUSTER_KUEUE_HEALTH_PORT:-$((KWOK_PORT + 3))}"
+KUEUE_VISIBILITY_PORT="${TP_CLUSTER_KUEUE_VISIBILITY_PORT:-$((KWOK_PORT + 4))}"
 TIMEOUT="${TP_CLUSTER_TIMEOUT:-120}"
 CDIR="${TP_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
 PKI="$CDIR/pki"
@@ -45,8 +57,9 @@ LOGS="$CDIR/logs"
 PIDS="$CDIR/pids"
 KUBECONFIG_OUT="$CDIR/kubeconfig"
 
-for tool in openssl curl flock setsid; do
-  command -v "$tool" >/dev/null || die "$tool is required (Debian: apt-get install -y ${tool/setsid/util-linux})"
+for tool in openssl curl flock setsid unshare; do
+  case "$tool" in setsid | unshare) package=util-linux ;; *) package="$tool" ;; esac
+  command -v "$tool" >/dev/null || die "$tool is required (Debian: apt-get install -y $package)"
 done
 
 mkdir -p "$CDIR"
@@ -83,7 +96,8 @@ on_exit() {
 trap on_exit EXIT
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT"; do
+for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" \
+  "$KUEUE_WEBHOOK_PORT" "$KUEUE_METRICS_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_VISIBILITY_PORT"; do
   if port_in_use "$p"; then
     who="$(ss -ltnpH "sport = :$p" 2>/dev/null || true)"
     die "port 127.0.0.1:$p is already in use (${who:-unknown process}). Stop it, run down.sh, or set TP_CLUSTER_*_PORT."
@@ -127,6 +141,13 @@ log "generating PKI in $PKI"
   # so the identity carries no group; a real kubelet would need RBAC for it
   # (e.g. ClusterRole system:kubelet-api-admin).
   issue apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "$client_ext"
+  # Kueue runs as a cluster-admin client, as kwok does; its one serving cert
+  # covers the webhooks (https://127.0.0.1:<port>), metrics, and the visibility
+  # server, which the aggregator reaches as visibility-server.kueue-system.svc.
+  issue kueue "/O=system:masters/CN=kueue" "$client_ext"
+  mkdir kueue-serving
+  issue kueue-serving/tls "/CN=kueue" \
+    $'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:visibility-server.kueue-system.svc'
   # Aggregation layer (front proxy): its own CA, so only this client cert can
   # assert X-Remote-User. Without it every component logs errors about the
   # missing requestheader-client-ca-file.
@@ -171,6 +192,7 @@ EOF
 write_kubeconfig "$CDIR/controller-manager.kubeconfig" system:kube-controller-manager controller-manager.crt controller-manager.key
 write_kubeconfig "$CDIR/scheduler.kubeconfig" system:kube-scheduler scheduler.crt scheduler.key
 write_kubeconfig "$CDIR/kwok.kubeconfig" kwok-controller kwok.crt kwok.key
+write_kubeconfig "$CDIR/kueue.kubeconfig" kueue kueue.crt kueue.key
 # The admin kubeconfig embeds its credentials so it stays valid if copied.
 cat > "$KUBECONFIG_OUT.tmp" <<EOF
 apiVersion: v1
@@ -366,6 +388,110 @@ nodes_ready() {
 wait_for "nodes Ready" kwok "${ALL[@]}" -- nodes_ready
 wait_for "default service account" kube-controller-manager "${ALL[@]}" -- kc get serviceaccount default -n default
 
+# ---- kueue ----------------------------------------------------------------------------
+# v1beta2 is the storage version; the CRDs also serve v1beta1 with no conversion
+# webhook (strategy None), so nothing here may use v1beta1. Server-side: the
+# Workload CRD is too large for kubectl's last-applied annotation.
+kc create namespace kueue-system >/dev/null || { FAILED_COMPONENT=kube-apiserver; die "could not create namespace kueue-system"; }
+kc apply --server-side --field-manager=test-cluster -f "$BIN/kueue-crds" >/dev/null \
+  || { FAILED_COMPONENT=kube-apiserver; die "could not apply the Kueue CRDs"; }
+wait_for "Kueue CRDs established" kube-apiserver "${ALL[@]}" -- \
+  kc wait --for=condition=Established --timeout=5s -f "$BIN/kueue-crds"
+
+# Out of cluster, as envtest runs it: no internal cert management (up.sh made
+# the certs), no leader election (one replica), and only Jobs that carry the
+# kueue.x-k8s.io/queue-name label are managed, so every other Job (all tests
+# that do not ask for queueing) is left alone by the Job webhook.
+cat > "$CDIR/kueue-config.yaml" <<EOF
+apiVersion: config.kueue.x-k8s.io/v1beta2
+kind: Configuration
+namespace: kueue-system
+health:
+  healthProbeBindAddress: 127.0.0.1:$KUEUE_HEALTH_PORT
+metrics:
+  bindAddress: 127.0.0.1:$KUEUE_METRICS_PORT
+webhook:
+  host: 127.0.0.1
+  port: $KUEUE_WEBHOOK_PORT
+  certDir: $PKI/kueue-serving
+visibilityServer:
+  bindAddress: 127.0.0.1
+  bindPort: $KUEUE_VISIBILITY_PORT
+leaderElection:
+  leaderElect: false
+internalCertManagement:
+  enable: false
+manageJobsWithoutQueueName: false
+integrations:
+  frameworks:
+  - batch/job
+EOF
+
+# Kueue reads its metrics and visibility certificates from fixed paths under
+# /etc/kueue (see build.sh). It runs in a private mount namespace where /etc is
+# an overlay whose upper layer is a tmpfs holding only those files: nothing is
+# written to the real /etc, and it all vanishes with the process. Unprivileged,
+# the mount namespace needs a user namespace too.
+ns_args=(--mount --propagation private)
+(( EUID == 0 )) || ns_args=(--user --map-root-user "${ns_args[@]}")
+mkdir "$CDIR/kueue-etc"
+# shellcheck disable=SC2016 # expanded by the inner shell
+start kueue unshare "${ns_args[@]}" -- bash -euc '
+  layer="$1" certs="$2"; shift 2
+  mount -t tmpfs -o mode=0700 kueue-etc "$layer"
+  mkdir "$layer/upper" "$layer/work"
+  mount -t overlay kueue-etc -o "lowerdir=/etc,upperdir=$layer/upper,workdir=$layer/work" /etc
+  mkdir -p /etc/kueue/metrics
+  cp -r "$certs" /etc/kueue/metrics/certs
+  cp -r "$certs" /etc/kueue/visibility
+  exec "$@"
+' kueue-ns "$CDIR/kueue-etc" "$PKI/kueue-serving" \
+  "$BIN/kueue" --config="$CDIR/kueue-config.yaml" --kubeconfig="$CDIR/kueue.kubeconfig"
+ALL+=(kueue)
+kueue_ready() { [[ "$(curl -sf --max-time 2 "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz")" == ok ]]; }
+wait_for "kueue /readyz" kueue "${ALL[@]}" -- kueue_ready
+
+# Registered only now that Kueue answers: the Job webhook has failurePolicy
+# Fail, so a Job created before would be refused. down.sh removes them first.
+sed -e "s|@WEBHOOK_PORT@|$KUEUE_WEBHOOK_PORT|g" -e "s|@CA_BUNDLE@|$(base64 -w0 < "$PKI/ca.crt")|g" \
+  "$HERE/kueue-webhooks.yaml" | kc apply --server-side --field-manager=test-cluster -f - >/dev/null \
+  || { FAILED_COMPONENT=kueue; die "could not register Kueue's webhooks"; }
+
+# The visibility API (pending workloads and their positions) is an aggregated
+# API: the aggregator resolves an ExternalName Service to its host name, so the
+# APIService reaches the out-of-cluster server on localhost.
+kc apply --server-side --field-manager=test-cluster -f - >/dev/null <<EOF || { FAILED_COMPONENT=kueue; die "could not register Kueue's visibility API"; }
+apiVersion: v1
+kind: Service
+metadata:
+  name: visibility-server
+  namespace: kueue-system
+spec:
+  type: ExternalName
+  externalName: localhost
+  ports:
+  - name: https
+    port: $KUEUE_VISIBILITY_PORT
+    protocol: TCP
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta2.visibility.kueue.x-k8s.io
+spec:
+  group: visibility.kueue.x-k8s.io
+  version: v1beta2
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  caBundle: $(base64 -w0 < "$PKI/ca.crt")
+  service:
+    name: visibility-server
+    namespace: kueue-system
+    port: $KUEUE_VISIBILITY_PORT
+EOF
+wait_for "Kueue visibility APIService Available" kueue "${ALL[@]}" -- \
+  kc wait --for=condition=Available --timeout=5s apiservice/v1beta2.visibility.kueue.x-k8s.io
+
 {
   echo "KUBECONFIG=$KUBECONFIG_OUT"
   echo "TP_CLUSTER_BIN=$BIN"
@@ -374,6 +500,10 @@ wait_for "default service account" kube-controller-manager "${ALL[@]}" -- kc get
   echo "TP_CLUSTER_KCM_PORT=$KCM_PORT"
   echo "TP_CLUSTER_SCHEDULER_PORT=$SCHED_PORT"
   echo "TP_CLUSTER_KWOK_PORT=$KWOK_PORT"
+  echo "TP_CLUSTER_KUEUE_WEBHOOK_PORT=$KUEUE_WEBHOOK_PORT"
+  echo "TP_CLUSTER_KUEUE_METRICS_PORT=$KUEUE_METRICS_PORT"
+  echo "TP_CLUSTER_KUEUE_HEALTH_PORT=$KUEUE_HEALTH_PORT"
+  echo "TP_CLUSTER_KUEUE_VISIBILITY_PORT=$KUEUE_VISIBILITY_PORT"
 } > "$CDIR/env"
 
 log "cluster ready in $((SECONDS - START))s: $(curl_api /version | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p') at https://127.0.0.1:$API_PORT"

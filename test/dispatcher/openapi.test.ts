@@ -93,7 +93,7 @@ describe("the OpenAPI document", () => {
     expect(paths["/metrics"].get.responses["200"].content).toHaveProperty("text/plain");
     expect(paths["/v1/jobs"].get.parameters.map((parameter: { name: string }) => parameter.name)).toContain("executor");
     expect(Object.keys(paths["/v1/jobs"].post.responses).sort()).toEqual(
-      ["200", "201", "400", "401", "408", "409", "413", "414", "415", "431", "500", "503"].sort(),
+      ["200", "201", "400", "401", "408", "409", "413", "414", "415", "429", "431", "500", "503"].sort(),
     );
     expect(Object.keys(paths["/v1/jobs/{jobId}"].get.responses)).toEqual(expect.arrayContaining(["400", "401", "404", "503"]));
   });

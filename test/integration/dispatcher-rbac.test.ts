@@ -15,6 +15,7 @@ import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-sta
 import type { JobStatus } from "../../dispatcher/status/status-model.ts";
 import { applyPlatform, distObjects } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
+import { serviceAccountConfig as asServiceAccount } from "./service-account.ts";
 import { until } from "./until.ts";
 
 const admin = new KubeConfig();
@@ -30,24 +31,8 @@ let dispatcher: KubeConfig;
 let live: LiveStatus;
 let executor: KubernetesExecutor;
 
-/** A kubeconfig that authenticates as a ServiceAccount (the dispatcher's by default), like its pod would. */
-async function serviceAccountConfig(name = serviceAccount): Promise<KubeConfig> {
-  const tokenRequest = await admin.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
-    name,
-    namespace: NAMESPACE,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const cluster = admin.getCurrentCluster();
-  if (!cluster || !tokenRequest.status?.token) throw new Error("no cluster in the kubeconfig, or no token issued");
-  const config = new KubeConfig();
-  config.loadFromOptions({
-    clusters: [cluster],
-    users: [{ name, token: tokenRequest.status.token }],
-    contexts: [{ name, cluster: cluster.name, user: name }],
-    currentContext: name,
-  });
-  return config;
-}
+/** The dispatcher's ServiceAccount by default, like its pod. */
+const serviceAccountConfig = (name = serviceAccount) => asServiceAccount(admin, NAMESPACE, name);
 
 beforeAll(async () => {
   await applyPlatform(admin);
