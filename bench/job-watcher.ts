@@ -4,7 +4,7 @@
  * for every status-propagation latency (conditions' lastTransitionTime has only
  * 1 s resolution).
  */
-import { type KubeConfig, type V1Job, Watch } from "@kubernetes/client-node";
+import { type KubeConfig, type V1Job, type V1Pod, Watch } from "@kubernetes/client-node";
 import { LABEL } from "../charts-ts/labels.ts";
 
 /** The conditions the dispatcher reads as completed or failed (job-status.ts). */
@@ -18,30 +18,30 @@ export interface ConditionSighting {
   completeAt?: number;
 }
 
-export class ConditionWatcher {
-  readonly sightings = new Map<number, ConditionSighting>();
+/** One plain watch of the bench's own: objects to `seen` as they come, and why it ended if it did. */
+abstract class BenchWatch<T> {
   error: string | undefined;
   private controller: AbortController | undefined;
   private stopped = false;
   private readonly kubeConfig: KubeConfig;
-  private readonly namespace: string;
+  private readonly path: string;
   private readonly labelSelector: string;
 
-  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string) {
+  constructor(kubeConfig: KubeConfig, path: string, labelSelector: string) {
     this.kubeConfig = kubeConfig;
-    this.namespace = namespace;
+    this.path = path;
     this.labelSelector = labelSelector;
   }
 
   /** Resolves once the watch request is open. */
   async start(): Promise<void> {
     this.controller = await new Watch(this.kubeConfig).watch(
-      `/apis/batch/v1/namespaces/${this.namespace}/jobs`,
+      this.path,
       { labelSelector: this.labelSelector, allowWatchBookmarks: false },
-      (_type: string, job: V1Job) => this.seen(job),
+      (_type: string, object: T) => this.seen(object, performance.now()),
       (error: unknown) => {
         if (!this.stopped)
-          this.error = `the bench's own Job watch ended: ${error instanceof Error ? error.message : String(error ?? "closed")}`;
+          this.error = `the bench's own watch of ${this.path} ended: ${error instanceof Error ? error.message : String(error ?? "closed")}`;
       },
     );
   }
@@ -51,8 +51,17 @@ export class ConditionWatcher {
     this.controller?.abort();
   }
 
-  private seen(job: V1Job): void {
-    const at = performance.now();
+  protected abstract seen(object: T, at: number): void;
+}
+
+export class ConditionWatcher extends BenchWatch<V1Job> {
+  readonly sightings = new Map<number, ConditionSighting>();
+
+  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string) {
+    super(kubeConfig, `/apis/batch/v1/namespaces/${namespace}/jobs`, labelSelector);
+  }
+
+  protected seen(job: V1Job, at: number): void {
     const jobId = Number(job.metadata?.labels?.[LABEL.jobId]);
     const conditions = (job.status?.conditions ?? []).filter((condition) => condition.status === "True");
     const terminal = conditions.find((condition) => TERMINAL.has(condition.type));
@@ -60,5 +69,25 @@ export class ConditionWatcher {
     const sighting = this.sightings.get(jobId) ?? { terminalAt: at, condition: terminal.type };
     if (sighting.completeAt === undefined && conditions.some((condition) => condition.type === "Complete")) sighting.completeAt = at;
     this.sightings.set(jobId, sighting);
+  }
+}
+
+/**
+ * A plain watch on the bench's Pods: when this process first sees a job's trainer container
+ * waiting with a given reason (ErrImagePull), the reference time for a reason change's propagation.
+ */
+export class PodReasonWatcher extends BenchWatch<V1Pod> {
+  readonly sightings = new Map<number, number>();
+  private readonly reason: string;
+
+  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string, reason: string) {
+    super(kubeConfig, `/api/v1/namespaces/${namespace}/pods`, labelSelector);
+    this.reason = reason;
+  }
+
+  protected seen(pod: V1Pod, at: number): void {
+    const jobId = Number(pod.metadata?.labels?.[LABEL.jobId]);
+    const waiting = pod.status?.containerStatuses?.some((container) => container.state?.waiting?.reason === this.reason);
+    if (waiting && !this.sightings.has(jobId)) this.sightings.set(jobId, at);
   }
 }

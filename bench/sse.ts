@@ -2,7 +2,13 @@
 
 export interface TransitionEvent {
   readonly id: string;
-  readonly data: { readonly jobId: number; readonly sequence: number; readonly phase: string; readonly at: string };
+  readonly data: {
+    readonly jobId: number;
+    readonly sequence: number;
+    readonly phase: string;
+    readonly reason: string;
+    readonly at: string;
+  };
   /** performance.now() when the event's last line arrived. */
   readonly receivedAt: number;
 }

@@ -79,6 +79,11 @@ export function trainingJobName(jobId: number): string {
   return `${TRAINING_JOB_NAME_PREFIX}${jobId}`;
 }
 
+/** The name itself when it is a training Job's. */
+export function trainingJobNameOf(name: string | undefined): string | undefined {
+  return name?.startsWith(TRAINING_JOB_NAME_PREFIX) ? name : undefined;
+}
+
 /** The training Job a pod belongs to, from the pod's name (`<job name>-<5 random characters>`). */
 export function trainingJobNameOfPod(podName: string | undefined): string | undefined {
   const match = podName?.match(/^(.+)-[a-z0-9]{5}$/);

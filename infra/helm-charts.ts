@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from "node:path";
 import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
 
@@ -17,18 +18,58 @@ export const HELM_CHARTS = {
   mlflow: { chart: "mlflow", version: "1.12.0", repo: "https://community-charts.github.io/helm-charts" },
 } as const satisfies Record<string, HelmChartPin>;
 
-export type PinnedReleaseArgs = Omit<k8s.helm.v3.ReleaseArgs, "name" | "chart" | "version" | "repositoryOpts">;
+export type HelmChartKey = keyof typeof HELM_CHARTS;
+
+/**
+ * Where a chart is fetched from instead of its public repository: a mirror of
+ * that repository (https) or an OCI registry (oci://), both at the pinned
+ * version, or a local chart directory or `.tgz` (its own version), for
+ * air-gapped clusters and the engine test's small charts.
+ */
+export type ChartSource = { readonly repo: string } | { readonly path: string };
+
+/** How every release of a stack is installed. */
+export interface ReleaseSettings {
+  /** @default each chart's public repository */
+  readonly chartSources?: Readonly<Partial<Record<HelmChartKey, ChartSource>>>;
+  /** How long Helm waits for a release's workloads to become ready. @default 600 */
+  readonly timeoutSeconds?: number;
+  /** Relative `path` sources are resolved from here (the stack files' directory). @default the working directory */
+  readonly baseDirectory?: string;
+}
+
+export const DEFAULT_RELEASE_TIMEOUT_SECONDS = 600;
+
+export type PinnedReleaseArgs = Omit<k8s.helm.v3.ReleaseArgs, "name" | "chart" | "version" | "repositoryOpts" | "timeout">;
 
 /** A Helm release of a pinned chart, named after the chart (not auto-named) so its objects' names are predictable. */
 export function pinnedRelease(
   name: string,
-  pin: HelmChartPin,
+  key: HelmChartKey,
   args: PinnedReleaseArgs,
+  settings: ReleaseSettings,
   opts: pulumi.CustomResourceOptions,
 ): k8s.helm.v3.Release {
+  const pin: HelmChartPin = HELM_CHARTS[key];
   return new k8s.helm.v3.Release(
     name,
-    { ...args, name: pin.chart, chart: pin.chart, version: pin.version, repositoryOpts: { repo: pin.repo } },
+    {
+      ...args,
+      name: pin.chart,
+      ...chartFrom(pin, settings.chartSources?.[key], settings.baseDirectory),
+      timeout: settings.timeoutSeconds ?? DEFAULT_RELEASE_TIMEOUT_SECONDS,
+    },
     opts,
   );
+}
+
+function chartFrom(
+  pin: HelmChartPin,
+  source: ChartSource | undefined,
+  baseDirectory: string = process.cwd(),
+): Pick<k8s.helm.v3.ReleaseArgs, "chart" | "version" | "repositoryOpts"> {
+  if (source === undefined) return { chart: pin.chart, version: pin.version, repositoryOpts: { repo: pin.repo } };
+  if ("path" in source) return { chart: isAbsolute(source.path) ? source.path : resolve(baseDirectory, source.path) };
+  if (source.repo.startsWith("oci://")) return { chart: `${source.repo.replace(/\/+$/, "")}/${pin.chart}`, version: pin.version };
+  return { chart: pin.chart, version: pin.version, repositoryOpts: { repo: source.repo } };
 }

@@ -2,7 +2,7 @@
  * The whole platform for one stack: a cluster from the configured cloud, then
  * the same in-cluster parts everywhere.
  */
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { platformSettings } from "../charts-ts/settings.ts";
 import { DcgmExporter } from "./addons/dcgm-exporter.ts";
 import { NvidiaDevicePlugin } from "./addons/nvidia-device-plugin.ts";
@@ -13,6 +13,7 @@ import { localFoundation } from "./clouds/local.ts";
 import type { StackConfig } from "./config/load-stack-config.ts";
 import { costTags } from "./cost-tags.ts";
 import { gpuNodeCapacity } from "./gpu-nodes.ts";
+import type { ReleaseSettings } from "./helm-charts.ts";
 import { MLFLOW_CONTAINER_PORT, MLFLOW_POD_LABELS, MLFLOW_SERVICE_ACCOUNT, Mlflow } from "./mlflow/mlflow.ts";
 import { mlflowEndpoint } from "./mlflow/mlflow-endpoint.ts";
 import { Monitoring } from "./monitoring/monitoring.ts";
@@ -24,9 +25,16 @@ export type PlatformOutputs = Readonly<Record<string, pulumi.Input<unknown>>>;
 export function platform(config: StackConfig): PlatformOutputs {
   const settings = platformSettings(config.platform);
   const mlflowAt = mlflowEndpoint(settings.mlflowTrackingUri);
+  const releases: ReleaseSettings = {
+    chartSources: config.helmCharts,
+    timeoutSeconds: config.deployTimeoutMinutes * 60,
+    // Local chart paths are written relative to the stack files (stacks/).
+    baseDirectory: pulumi.runtime.getRootDirectory() || process.cwd(),
+  };
   const foundation = clusterFoundation(config, {
     tags: costTags(config.costTags),
     mlflowIdentity: { namespace: mlflowAt.namespace, serviceAccount: MLFLOW_SERVICE_ACCOUNT },
+    releases,
   });
   const inCluster = { providers: [foundation.kubernetes], dependsOn: [...foundation.ready] };
   const { secrets } = config;
@@ -54,19 +62,22 @@ export function platform(config: StackConfig): PlatformOutputs {
     {
       retention: config.monitoring.retention,
       storageGi: config.monitoring.storageGi,
+      ...(config.storageClassName !== undefined && { storageClassName: config.storageClassName }),
       grafanaAdminPassword: secrets.grafanaAdminPassword,
       dispatcherService: training.dispatcher.service,
       dispatcherNamespace: training.namespaceObject,
+      releases,
     },
     inCluster,
   );
 
-  if (foundation.installDevicePlugin) new NvidiaDevicePlugin("nvidia-device-plugin", inCluster);
+  if (foundation.installDevicePlugin) new NvidiaDevicePlugin("nvidia-device-plugin", { releases }, inCluster);
   new DcgmExporter(
     "dcgm-exporter",
     {
       namespace: monitoring.namespace,
       ...(foundation.nvidiaDriverHostPath !== undefined && { nvidiaDriverHostPath: foundation.nvidiaDriverHostPath }),
+      releases,
     },
     { ...inCluster, dependsOn: [...inCluster.dependsOn, monitoring.stack] },
   );
@@ -78,6 +89,7 @@ export function platform(config: StackConfig): PlatformOutputs {
       database: foundation.mlflow.database,
       databasePassword: secrets.mlflowDbPassword,
       artifacts: foundation.mlflow.artifacts,
+      releases,
     },
     inCluster,
   );

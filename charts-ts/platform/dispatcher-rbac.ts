@@ -14,11 +14,15 @@ export interface DispatcherRbacProps {
 /**
  * The dispatcher's identity and the least it needs in its namespace: Jobs to submit,
  * watch, stop (suspend patch) and delete; Pods, their logs and Events to derive status;
- * a Lease so only one replica delivers status callbacks.
+ * a Lease so only one replica delivers status callbacks; and `create` on Pods for one
+ * thing only, the server-side dry run of a Job's pod at submit (a Job's own dry run does
+ * not run pod admission: quota, LimitRange, Pod Security). RBAC cannot say "dry run only";
+ * the ValidatingAdmissionPolicy below does, so the grant is no way around what Jobs may run.
  */
 export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
   { apiGroups: ["batch"], resources: ["jobs"], verbs: ["create", "get", "list", "watch", "delete", "patch"] },
   { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+  { apiGroups: [""], resources: ["pods"], verbs: ["create"] },
   { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
   { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
@@ -53,6 +57,38 @@ export class DispatcherRbac extends Construct {
     // Cluster-scoped names are shared by every namespace's platform: the namespace keeps them apart.
     const clusterMetadata = { name: `${this.serviceAccountName}-nodes-${props.namespace}` };
     new k8s.KubeClusterRole(this, "NodeReader", { metadata: clusterMetadata, rules: dispatcherClusterRules(props.namespace) });
+    // Any pod the dispatcher creates for real is refused: its pods are its Jobs', made by the Job controller.
+    const dryRunOnly = { name: `${this.serviceAccountName}-pods-dry-run-only-${props.namespace}` };
+    new k8s.KubeValidatingAdmissionPolicy(this, "PodsDryRunOnly", {
+      metadata: dryRunOnly,
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: {
+          resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"] }],
+        },
+        matchConditions: [
+          {
+            name: "created-by-the-dispatcher",
+            expression: `request.userInfo.username == "system:serviceaccount:${props.namespace}:${this.serviceAccountName}"`,
+          },
+        ],
+        validations: [
+          {
+            expression: "request.dryRun == true",
+            message: "the training dispatcher may only dry-run pods; its trainers' pods come from its Jobs",
+            reason: "Forbidden",
+          },
+        ],
+      },
+    });
+    new k8s.KubeValidatingAdmissionPolicyBinding(this, "PodsDryRunOnlyBinding", {
+      metadata: dryRunOnly,
+      spec: {
+        policyName: dryRunOnly.name,
+        validationActions: ["Deny"],
+        matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": props.namespace } } },
+      },
+    });
     new k8s.KubeClusterRoleBinding(this, "NodeReaderBinding", {
       metadata: clusterMetadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterMetadata.name },

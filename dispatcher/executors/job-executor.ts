@@ -34,6 +34,8 @@ export type LogResult =
   | { readonly kind: "unknown-job" }
   | { readonly kind: "no-output-yet"; readonly status: JobStatus }
   | { readonly kind: "no-such-attempt"; readonly attempts: number }
+  /** The attempt happened, its pod is gone (stopped, failed fast, removed): no output to read, its exit code when known. */
+  | { readonly kind: "pods-gone"; readonly attempt: number; readonly exitCode?: number; readonly status: JobStatus }
   | { readonly kind: "output"; readonly attempt: number; readonly stream: Readable };
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string };

@@ -20,7 +20,9 @@ import type { PlatformSettings } from "../../charts-ts/settings.ts";
 import { TRAINER_CONTAINER } from "../../charts-ts/training-job.ts";
 import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import { ApiError, apiServerFailure, apiServerMessage, isMissingNamespace, missingNamespaceMessage } from "../api-error.ts";
+import { dryRunPod, jobEventsByName, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
+import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
 import type {
@@ -51,12 +53,14 @@ export class KubernetesExecutor implements JobExecutor {
   private readonly core: CoreV1Api;
   private readonly log: Log;
   private readonly platform: PlatformSettings;
+  private readonly admission: PodAdmission;
 
   constructor(props: KubernetesExecutorProps) {
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     this.core = props.kubeConfig.makeApiClient(CoreV1Api);
     this.log = new Log(props.kubeConfig);
     this.platform = props.platform;
+    this.admission = new PodAdmission(this.core);
   }
 
   private get namespace(): string {
@@ -72,10 +76,12 @@ export class KubernetesExecutor implements JobExecutor {
   }
 
   async submit(request: TrainingRequest): Promise<SubmitResult> {
+    const manifest = this.render(request) as V1Job;
+    await this.assertAdmissible(manifest);
     try {
       const job = await this.batch.createNamespacedJob({
         namespace: this.namespace,
-        body: this.render(request) as V1Job,
+        body: manifest,
         fieldValidation: "Strict",
       });
       return { created: true, status: deriveJobStatus({ job, pods: [] }, request.jobId) };
@@ -105,13 +111,35 @@ export class KubernetesExecutor implements JobExecutor {
         dryRun: "All",
         fieldValidation: "Strict",
       });
-      return { accepted: true };
+      return await this.podVerdict(manifest as V1Job);
     } catch (error) {
       if (error instanceof ApiException && error.code >= 400 && error.code < 500 && !isMissingNamespace(error, this.namespace)) {
         return { accepted: false, statusCode: error.code, message: apiServerMessage(error) };
       }
       throw this.failure(error);
     }
+  }
+
+  /** The pod's dry run (live/admission.ts): the Job's own dry run does not judge its pods. */
+  private async podVerdict(job: V1Job): Promise<DryRunVerdict> {
+    try {
+      const { field: _field, ...verdict } = await dryRunPod(this.core, this.namespace, job);
+      return verdict;
+    } catch (error) {
+      throw this.failure(error);
+    }
+  }
+
+  /** A pod the namespace will never admit is refused before anything is created. */
+  private async assertAdmissible(job: V1Job): Promise<void> {
+    let verdict: Awaited<ReturnType<typeof dryRunPod>>;
+    try {
+      verdict = await this.admission.verdict(this.namespace, { ...job, metadata: { ...job.metadata, namespace: this.namespace } });
+    } catch (error) {
+      throw this.failure(error);
+    }
+    if (!verdict.accepted)
+      throw new ApiError(400, "invalid_request", `the namespace would refuse the trainer's pod: ${verdict.message}`, verdict.field);
   }
 
   async get(jobId: number): Promise<JobStatus | undefined> {
@@ -133,9 +161,15 @@ export class KubernetesExecutor implements JobExecutor {
         ...(filter.pageToken !== undefined && { _continue: filter.pageToken }),
       });
       // One pod list for the whole page, not one per job.
-      const pods = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL.app}=${TRAINING_JOB_APP}` });
+      const [pods, jobEvents] = await Promise.all([
+        this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${LABEL.app}=${TRAINING_JOB_APP}` }),
+        jobEventsByName(this.core, this.namespace),
+      ]);
       const podsByJob = Map.groupBy(pods.items, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL] ?? "");
-      const statuses = jobs.items.map((job) => deriveJobStatus({ job, pods: podsByJob.get(job.metadata?.name ?? "") ?? [] }, jobIdOf(job)));
+      const statuses = jobs.items.map((job) => {
+        const name = job.metadata?.name ?? "";
+        return deriveJobStatus({ job, pods: podsByJob.get(name) ?? [], events: jobEvents.get(name) ?? [] }, jobIdOf(job));
+      });
       const next = jobs.metadata?._continue;
       return {
         jobs: filter.phase === undefined ? statuses : statuses.filter((status) => status.phase === filter.phase),
@@ -174,15 +208,13 @@ export class KubernetesExecutor implements JobExecutor {
     const job = await this.readJob(jobId);
     if (!job) return { kind: "unknown-job" };
     const pods = await this.podsOf(job);
-    const attempts = [...pods].sort(
-      (a, b) => new Date(a.metadata?.creationTimestamp ?? 0).getTime() - new Date(b.metadata?.creationTimestamp ?? 0).getTime(),
-    );
-    const number = request.attempt ?? attempts.length;
-    if (request.attempt !== undefined && (request.attempt < 1 || request.attempt > attempts.length))
-      return { kind: "no-such-attempt", attempts: attempts.length };
-    const pod = attempts[number - 1];
-    const state = pod?.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
-    if (!pod || !(state?.running || state?.terminated)) return { kind: "no-output-yet", status: await this.statusOf(job, jobId) };
+    const status = await this.statusOf(job, jobId, pods);
+    // Attempts as GET counts them: the record keeps those whose pods are gone.
+    const target = attemptLog(status, pods, request.attempt);
+    if (target.kind !== "pod") return target;
+    const { pod, attempt } = target;
+    const state = pod.status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER)?.state;
+    if (!(state?.running || state?.terminated)) return { kind: "no-output-yet", status };
     const stream = new PassThrough();
     // Log.log pipes the API server's response into `stream` with no error listener of its own: the
     // abort below (a reader hanging up on a followed log) or a broken transfer would otherwise be an
@@ -198,7 +230,7 @@ export class KubernetesExecutor implements JobExecutor {
     } catch (error) {
       throw this.failure(error);
     }
-    return { kind: "output", attempt: number, stream };
+    return { kind: "output", attempt, stream };
   }
 
   /** Ready when the training namespace exists: the API server answers and the platform chart is applied. */
@@ -236,20 +268,24 @@ export class KubernetesExecutor implements JobExecutor {
     }
   }
 
-  private async statusOf(job: V1Job, jobId: number): Promise<JobStatus> {
-    const pods = await this.podsOf(job);
+  private async statusOf(job: V1Job, jobId: number, known?: readonly V1Pod[]): Promise<JobStatus> {
+    const pods = known ?? (await this.podsOf(job));
     // Scheduling events matter only while a pod waits for a node.
     const waiting = pods.filter((pod) => pod.status?.phase === "Pending");
     try {
-      const events = await Promise.all(
-        waiting.map((pod) =>
-          this.core.listNamespacedEvent({
-            namespace: this.namespace,
-            fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name}`,
-          }),
+      const [jobEvents, ...events] = await Promise.all([
+        jobEventsOf(this.core, this.namespace, job),
+        ...waiting.map(
+          async (pod) =>
+            (
+              await this.core.listNamespacedEvent({
+                namespace: this.namespace,
+                fieldSelector: `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name}`,
+              })
+            ).items,
         ),
-      );
-      return deriveJobStatus({ job, pods, events: events.flatMap((list) => list.items) }, jobId);
+      ]);
+      return deriveJobStatus({ job, pods: [...pods], events: [...jobEvents, ...events.flat()] }, jobId);
     } catch (error) {
       throw this.failure(error);
     }

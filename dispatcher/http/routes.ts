@@ -54,9 +54,11 @@ const LIST_LIMIT_DEFAULT = 100;
 const SSE = "text/event-stream";
 const TEXT = "text/plain";
 const LOG_HEADERS = {
-  "x-log-state": "`output`, or `no-output-yet` for a known job that has printed nothing yet",
-  "x-log-attempt": "the attempt whose output this is (with `output`)",
-  "x-job-phase": "the job's phase (with `no-output-yet`)",
+  "x-log-state":
+    "`output`; `no-output-yet` for a known job that has printed nothing yet; `pods-gone` for an attempt whose pod is gone (stopped, failed fast)",
+  "x-log-attempt": "the attempt whose output this is (with `output` and `pods-gone`)",
+  "x-log-exit-code": "how the attempt ended, when known (with `pods-gone`)",
+  "x-job-phase": "the job's phase (with `no-output-yet` and `pods-gone`)",
 };
 const noSuchJob = "no such job";
 
@@ -212,7 +214,11 @@ export function routeTable(context: RouteContext): readonly Route[] {
       query: logsQuery,
       streaming: true,
       responses: {
-        200: { description: "the log as text (empty with x-log-state no-output-yet)", contentType: TEXT, headers: LOG_HEADERS },
+        200: {
+          description: "the log as text (empty with x-log-state no-output-yet or pods-gone)",
+          contentType: TEXT,
+          headers: LOG_HEADERS,
+        },
       },
       errors: { not_found: "no such job or attempt (field `attempt`)", kubernetes_unavailable: "the Kubernetes API did not answer" },
       handler: async ({ params, query, reply }) => {
@@ -234,6 +240,15 @@ export function routeTable(context: RouteContext): readonly Route[] {
               .type("text/plain; charset=utf-8")
               .header("x-log-state", "no-output-yet")
               .header("x-job-phase", result.status.phase)
+              .send("");
+          case "pods-gone":
+            // The attempt ran and its pod is gone: say so, with how it ended, instead of "no output yet".
+            return reply
+              .type("text/plain; charset=utf-8")
+              .header("x-log-state", "pods-gone")
+              .header("x-log-attempt", String(result.attempt))
+              .header("x-job-phase", result.status.phase)
+              .headers(result.exitCode === undefined ? {} : { "x-log-exit-code": String(result.exitCode) })
               .send("");
           case "output":
             return reply

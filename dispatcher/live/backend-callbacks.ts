@@ -1,18 +1,19 @@
 /**
- * Pushes every status transition to the backend's TrainingLogger endpoints
- * (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`, and a line for the
- * job's log view to `.../logs`, where the trainer's own log_message lines go), in order
- * per job and at least once. What the backend acknowledged is recorded on the Job itself
- * (delivery-record.ts: the count and the last transition), so a restarted dispatcher
- * resumes after the last one the backend confirmed: nothing lost, nothing delivered
- * twice except the one transition in flight when a dispatcher dies (at-least-once). While the backend fails, each job's
- * queue waits with capped, jittered exponential backoff.
+ * Pushes every event of the status stream (status-stream.ts) to the backend's TrainingLogger
+ * endpoints (`POST {BACKEND_API_URL}/api/v1/internal/training/jobs/{jobId}/status`, and a line
+ * for the job's log view to `.../logs`, where the trainer's own log_message lines go), in order
+ * per job and at least once, with the stream's sequence numbers (the SSE ids). What the backend
+ * acknowledged is recorded on the Job itself (delivery-record.ts: the number and the event), so
+ * a restarted dispatcher resumes after the last one the backend confirmed: nothing lost, nothing
+ * delivered twice except the one event in flight when a dispatcher dies (at-least-once). While
+ * the backend fails, each job's queue waits with capped, jittered exponential backoff.
  */
 import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
-import { ANNOTATION } from "../../charts-ts/labels.ts";
+import { ANNOTATION, LABEL } from "../../charts-ts/labels.ts";
 import type { Transition } from "../status/status-model.ts";
-import { type DeliveryRecord, deliveryRecord, parseDeliveryRecord, resumeIndex } from "./delivery-record.ts";
-import { backoffDelay, type JobUpdate, jobKeyOf } from "./job-watch.ts";
+import { deliveryRecord, parseDeliveryRecord } from "./delivery-record.ts";
+import { backoffDelay, jobKeyOf } from "./job-watch.ts";
+import type { StreamEvent } from "./status-stream.ts";
 
 /** Header carrying the shared token on calls to the backend. */
 export const BACKEND_TOKEN_HEADER = "x-internal-token";
@@ -27,9 +28,9 @@ export interface StatusCallback {
   /** When the transition happened (RFC 3339). */
   readonly at: string;
   /**
-   * 1, 2, 3, ... per job, one number per transition delivered: the backend may deduplicate on
-   * (jobId, sequence). It is the transition's position in the job's history unless that history
-   * was rewritten (pods gone without the dispatcher recording them); then it just goes on counting.
+   * 1, 2, 3, ... per job, one number per event (a transition, or an update of the latest one's
+   * message or exit code): the SSE event id of the same event. The backend may deduplicate on
+   * (jobId, sequence); a number never stands for two events.
    */
   readonly sequence: number;
 }
@@ -73,15 +74,14 @@ export interface BackendCallbacksProps {
 interface JobQueue {
   readonly jobId: number;
   readonly name: string;
-  /** The last transition acknowledged and recorded on the Job, and its sequence number. */
-  record: DeliveryRecord | undefined;
-  /** How many of `latest` that record covers: the next to deliver is latest[delivered]. */
-  delivered: number;
+  /** The highest sequence recorded on the Job as acknowledged. */
+  recorded: number;
   /** The highest sequence the backend acknowledged, recorded or not: a failed record is retried without re-posting. */
   acknowledged: number;
-  /** The same for the transition's log line, its second call. */
+  /** The same for the event's log line, its second call. */
   logged: number;
-  latest: readonly Transition[];
+  /** Events not yet recorded, in order. */
+  events: StreamEvent[];
   running: boolean;
 }
 
@@ -123,35 +123,47 @@ export class BackendCallbacks {
     this.active = active;
     if (!active) return;
     for (const queue of this.queues.values()) {
-      if (!queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+      if (!queue.running && queue.events.length > 0) void this.drain(queue);
     }
   }
 
-  /** Feed from JobWatch: the latest derivation of a job. */
-  update({ job, status }: JobUpdate): void {
+  /** Feed from the status stream: one event to deliver, after those before it. */
+  push(event: StreamEvent): void {
     if (this.closed) return;
-    const name = job.metadata?.name ?? status.name;
+    const queue = this.queueOf(event.job);
+    if (event.sequence > queue.recorded) queue.events.push(event);
+    if (this.active && !queue.running && queue.events.length > 0) void this.drain(queue);
+  }
+
+  /** Feed from the watch: what the Job records as acknowledged (another replica may have delivered it). */
+  recorded(job: V1Job): void {
+    if (this.closed) return;
+    const record = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions]);
+    const queue = this.queues.get(jobKeyOf(job));
+    if (!queue || !record || record.count <= queue.recorded) return;
+    queue.recorded = record.count;
+    queue.acknowledged = Math.max(queue.acknowledged, record.count);
+    queue.logged = Math.max(queue.logged, record.count);
+    if (!queue.running) queue.events = queue.events.filter((event) => event.sequence > record.count);
+  }
+
+  private queueOf(job: V1Job): JobQueue {
     // Keyed by uid: a Job created again under a deleted one's name starts from its own record.
     const key = jobKeyOf(job);
-    const queue = this.queues.get(key) ?? {
-      jobId: status.jobId,
-      name,
-      record: undefined,
-      delivered: 0,
-      acknowledged: 0,
-      logged: 0,
-      latest: [],
+    const known = this.queues.get(key);
+    if (known) return known;
+    const recorded = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions])?.count ?? 0;
+    const queue: JobQueue = {
+      jobId: Number(job.metadata?.labels?.[LABEL.jobId]),
+      name: job.metadata?.name ?? "",
+      recorded,
+      acknowledged: recorded,
+      logged: recorded,
+      events: [],
       running: false,
     };
-    // The annotation is the durable record; never go back below what this process already recorded.
-    const recorded = parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions]);
-    if (recorded && recorded.count > (queue.record?.count ?? 0)) queue.record = recorded;
-    queue.acknowledged = Math.max(queue.acknowledged, queue.record?.count ?? 0);
-    queue.logged = Math.max(queue.logged, queue.record?.count ?? 0);
-    queue.latest = status.transitions;
-    queue.delivered = resumeIndex(queue.record, queue.latest);
     this.queues.set(key, queue);
-    if (this.active && !queue.running && queue.delivered < queue.latest.length) void this.drain(queue);
+    return queue;
   }
 
   /**
@@ -169,7 +181,7 @@ export class BackendCallbacks {
 
   /** Jobs with transitions not yet acknowledged. */
   pending(): number {
-    return [...this.queues.values()].filter((queue) => queue.delivered < queue.latest.length).length;
+    return [...this.queues.values()].filter((queue) => queue.events.length > 0).length;
   }
 
   close(): void {
@@ -180,30 +192,29 @@ export class BackendCallbacks {
     queue.running = true;
     let failures = 0;
     try {
-      while (!this.closed && this.active && queue.delivered < queue.latest.length) {
-        const transition = queue.latest[queue.delivered] as Transition;
-        // Sequences only grow: after a history rewrite the backend never sees one number twice for two transitions.
-        const sent = deliveryRecord((queue.record?.count ?? 0) + 1, transition);
+      for (let event = queue.events[0]; event && !this.closed && this.active; event = queue.events[0]) {
+        const { transition, sequence } = event;
         try {
           const release = await this.slot();
           try {
-            if (queue.acknowledged < sent.count) {
-              await this.post(queue.jobId, "status", statusCallbackOf(transition, sent.count), sent.count);
-              queue.acknowledged = sent.count;
+            if (queue.acknowledged < sequence) {
+              await this.post(queue.jobId, "status", statusCallbackOf(transition, sequence), sequence);
+              queue.acknowledged = sequence;
             }
-            if (queue.logged < sent.count) {
-              await this.post(queue.jobId, "logs", logCallbackOf(transition), sent.count);
-              queue.logged = sent.count;
+            if (queue.logged < sequence) {
+              await this.post(queue.jobId, "logs", logCallbackOf(transition), sequence);
+              queue.logged = sequence;
             }
-            await this.record(queue.name, sent);
+            await this.record(queue.name, event);
           } finally {
             release();
           }
-          queue.record = sent;
-          // Found again in whatever history arrived meanwhile.
-          queue.delivered = resumeIndex(sent, queue.latest);
+          queue.recorded = Math.max(queue.recorded, sequence);
+          queue.events = queue.events.filter((pending) => pending.sequence > queue.recorded);
           failures = 0;
-          this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - Date.parse(transition.at)) / 1000);
+          // From the transition, or for an update of one, from when it was pushed.
+          const since = event.update ? event.pushedAt : Date.parse(transition.at);
+          this.props.observer?.delivered?.(queue.jobId, transition, (Date.now() - since) / 1000);
         } catch (error) {
           this.props.observer?.failed?.(queue.jobId, error instanceof Error ? error.message : String(error));
           const delay = backoffDelay(failures, this.props.minRetryDelayMs, this.props.maxRetryDelayMs);
@@ -231,8 +242,10 @@ export class BackendCallbacks {
     if (!response.ok) throw new Error(`backend answered ${response.status} to ${endpoint} for job ${jobId} transition ${sequence}`);
   }
 
-  private async record(name: string, delivered: DeliveryRecord): Promise<void> {
-    const patch = { metadata: { annotations: { [ANNOTATION.deliveredTransitions]: JSON.stringify(delivered) } } };
+  private async record(name: string, { sequence, transition, numbers }: StreamEvent): Promise<void> {
+    const patch = {
+      metadata: { annotations: { [ANNOTATION.deliveredTransitions]: JSON.stringify(deliveryRecord(sequence, transition, numbers)) } },
+    };
     try {
       await this.batch.patchNamespacedJob(
         { name, namespace: this.props.namespace, body: patch },

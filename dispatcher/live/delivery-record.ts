@@ -12,7 +12,23 @@ import type { Transition } from "../status/status-model.ts";
 
 const deliveryRecordSchema = z.object({
   count: z.number().int().nonnegative(),
-  last: z.object({ phase: z.string(), at: z.iso.datetime() }).optional(),
+  /** The last event acknowledged: the transition, with the message and exit code it was delivered with. */
+  last: z
+    .object({
+      phase: z.string(),
+      /** Absent in records written before reasons told transitions apart. */
+      reason: z.string().optional(),
+      attempt: z.number().int().optional(),
+      message: z.string().optional(),
+      exitCode: z.number().int().optional(),
+      at: z.iso.datetime(),
+    })
+    .optional(),
+  /**
+   * The sequence number of each transition of the history up to `last`, as they were pushed, so a
+   * replica starting over numbers that history as it was numbered, not by position.
+   */
+  numbers: z.array(z.number().int().positive()).optional(),
 });
 export type DeliveryRecord = z.infer<typeof deliveryRecordSchema>;
 
@@ -23,13 +39,29 @@ export function parseDeliveryRecord(value: string | undefined): DeliveryRecord |
   return parseAnnotation(deliveryRecordSchema, value);
 }
 
-/** The record of `count` transitions delivered, `last` the latest of them. */
-export function deliveryRecord(count: number, last: Transition | undefined): DeliveryRecord {
-  return { count, ...(last && { last: { phase: last.phase, at: last.at } }) };
+/** The record of the event numbered `count` delivered, `last` its transition, `numbers` those of the history up to it. */
+export function deliveryRecord(count: number, last: Transition | undefined, numbers?: readonly number[]): DeliveryRecord {
+  if (!last) return { count };
+  const { phase, reason, attempt, message, exitCode, at } = last;
+  return {
+    count,
+    last: {
+      phase,
+      reason,
+      ...(attempt !== undefined && { attempt }),
+      ...(message !== undefined && { message }),
+      ...(exitCode !== undefined && { exitCode }),
+      at,
+    },
+    ...(numbers !== undefined && { numbers: [...numbers] }),
+  };
 }
 
-const same = (transition: Transition | undefined, last: NonNullable<DeliveryRecord["last"]>) =>
-  transition?.phase === last.phase && transition.at === last.at;
+/** One transition: the same (phase, reason, attempt) begun at the same time; its message and exit code may change. */
+export function sameTransition(transition: Transition | undefined, other: Transition | NonNullable<DeliveryRecord["last"]>): boolean {
+  if (transition?.phase !== other.phase || transition.at !== other.at) return false;
+  return other.reason === undefined || (transition.reason === other.reason && transition.attempt === other.attempt);
+}
 
 /**
  * How many of `transitions` count as delivered: up to and including the recorded last
@@ -41,8 +73,8 @@ export function resumeIndex(record: DeliveryRecord | undefined, transitions: rea
   if (!record) return 0;
   const { count, last } = record;
   if (!last) return Math.min(count, transitions.length);
-  if (same(transitions[count - 1], last)) return count;
-  const moved = transitions.findLastIndex((transition) => same(transition, last));
+  if (sameTransition(transitions[count - 1], last)) return count;
+  const moved = transitions.findLastIndex((transition) => sameTransition(transition, last));
   if (moved >= 0) return moved + 1;
   const deliveredUntil = Date.parse(last.at);
   const earlier = transitions.findLastIndex((transition) => Date.parse(transition.at) < deliveredUntil);

@@ -3,7 +3,9 @@
  * - a trainer container stuck waiting on its image or its configuration (ErrImagePull,
  *   ImagePullBackOff, CreateContainerConfigError, ...) past the startup deadline;
  * - a queued job that no node could ever take (node-fit.ts says when that is certain),
- *   at once: waiting cannot help it.
+ *   at once: waiting cannot help it;
+ * - a job whose pod the API server will never admit (above the LimitRange, forbidden by Pod
+ *   Security: pod-admission.ts), at once.
  * The Job is suspended (the Job controller removes its pods, no further attempts) and
  * annotated with the reason, which the status derivation reports as `failed`. Every
  * replica may do it: the patch carries the resourceVersion it judged, so only the first
@@ -14,6 +16,7 @@ import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { type Log, noLog } from "../log.ts";
 import { type FailedFast, historyOf, IMAGE_TROUBLE } from "../status/job-status.ts";
 import { autoscalerVerdict, capacityVerdict, type GpuNodeCapacity, gpuDemandOf } from "../status/node-fit.ts";
+import { podRefusalOf } from "../status/pod-admission.ts";
 import { REASON } from "../status/status-model.ts";
 import type { GpuNodes } from "./gpu-nodes.ts";
 import type { JobUpdate, JobWatch } from "./job-watch.ts";
@@ -73,6 +76,13 @@ export class FailFast {
   /** Why and when the job is to fail, if it is; a new update replaces any earlier verdict. */
   private verdict({ job, status, events }: JobUpdate): Verdict | undefined {
     const since = status.transitions.at(-1)?.at ?? "";
+    const waiting = status.phase === "pending" || status.phase === "queued";
+    if (waiting && status.reason === REASON.podRejected) {
+      const refusal = podRefusalOf(status.message ?? "");
+      return refusal.permanent
+        ? { reason: refusal.reason, message: `the namespace will never admit the trainer's pod: ${refusal.message}`, due: 0 }
+        : undefined;
+    }
     if (status.phase === "queued") {
       const demand = gpuDemandOf(job);
       const observed = this.props.gpuNodes?.largestNodes() ?? NO_NODES;

@@ -1,5 +1,5 @@
 /**
- * One watch per kind (training Jobs, their Pods, Pod Events) instead of the plan's
+ * One watch per kind (training Jobs, their Pods, Pod and Job Events) instead of the plan's
  * per-job polling: the API server pushes changes, each watch resumes from its last
  * resourceVersion and relists on 410 Gone (client-node's ListWatch does both), and a
  * watch that breaks is restarted with capped, jittered backoff so a dead API server
@@ -17,7 +17,7 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOfPod } from "../../charts-ts/labels.ts";
+import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOf, trainingJobNameOfPod } from "../../charts-ts/labels.ts";
 import { errorFields, type Log, noLog } from "../log.ts";
 import { deriveJobStatus } from "../status/job-status.ts";
 import type { JobStatus } from "../status/status-model.ts";
@@ -106,6 +106,7 @@ export class JobWatch {
   private readonly jobs: ListWatch<V1Job>;
   private readonly pods: ListWatch<V1Pod>;
   private readonly events: ListWatch<CoreV1Event>;
+  private readonly jobEvents: ListWatch<CoreV1Event>;
   private readonly listeners = new Set<Listener>();
   private readonly dirty = new Set<string>();
   /** The latest derivation of each job, by Job name: what listeners last heard. */
@@ -137,20 +138,26 @@ export class JobWatch {
       false,
       TRAINING_SELECTOR,
     );
-    // Events carry no labels; the field selector keeps them to pods, and only a
-    // training pod's events (scheduling, image pulls) ever reach a status.
-    const podEvents = "involvedObject.kind=Pod";
-    this.events = new ListWatch<CoreV1Event>(
-      `/api/v1/namespaces/${namespace}/events`,
-      watch,
-      () => core.listNamespacedEvent({ namespace, fieldSelector: podEvents }),
-      false,
-      undefined,
-      podEvents,
-    );
+    // Events carry no labels; a field selector per kind keeps them to pods (scheduling, image pulls)
+    // and to Jobs (the Job controller's FailedCreate: the API server refused a pod for quota,
+    // LimitRange, Pod Security), and only a training Job's reach a status.
+    const eventsAbout = (kind: string) => {
+      const selector = `involvedObject.kind=${kind}`;
+      return new ListWatch<CoreV1Event>(
+        `/api/v1/namespaces/${namespace}/events`,
+        watch,
+        () => core.listNamespacedEvent({ namespace, fieldSelector: selector }),
+        false,
+        undefined,
+        selector,
+      );
+    };
+    this.events = eventsAbout("Pod");
+    this.jobEvents = eventsAbout("Job");
     this.wire("jobs", this.jobs, (job) => job.metadata?.name);
     this.wire("pods", this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
     this.wire("events", this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);
+    this.wire("job events", this.jobEvents, (event) => trainingJobNameOf(event.involvedObject?.name), this.eventsByJob);
   }
 
   onUpdate(listener: Listener): () => void {
@@ -165,12 +172,12 @@ export class JobWatch {
 
   async start(): Promise<void> {
     this.stopped = false;
-    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start()]);
+    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start(), this.jobEvents.start()]);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop()]);
+    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop(), this.jobEvents.stop()]);
   }
 
   /** Every tracked job's latest status. */

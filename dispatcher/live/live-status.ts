@@ -9,9 +9,11 @@ import type { GpuNodeCapacity } from "../status/node-fit.ts";
 import { BackendCallbacks } from "./backend-callbacks.ts";
 import { FailFast } from "./fail-fast.ts";
 import { GpuNodes } from "./gpu-nodes.ts";
+import { HistoryKeeper } from "./history-keeper.ts";
 import { JobWatch } from "./job-watch.ts";
 import { LeaderElection } from "./leader-election.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
+import { StatusStream } from "./status-stream.ts";
 import { TransitionFeed } from "./transition-feed.ts";
 
 export interface LiveStatusProps {
@@ -44,6 +46,7 @@ export interface LiveStatusProps {
 
 export interface LiveStatus {
   readonly watch: JobWatch;
+  readonly stream: StatusStream;
   readonly feed: TransitionFeed;
   readonly callbacks?: BackendCallbacks;
   readonly election?: LeaderElection;
@@ -58,11 +61,12 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
   };
   const log = props.log ?? noLog;
   const watch = new JobWatch({ kubeConfig: props.kubeConfig, namespace: props.namespace, log, ...restartDelays });
-  const feed = new TransitionFeed(watch);
+  const stream = new StatusStream(watch);
+  const feed = new TransitionFeed(stream);
   const metrics = props.metrics;
   if (metrics) {
     metrics.track(() => watch.current());
-    watch.onUpdate((update) => metrics.update(update));
+    stream.onEvent((event) => metrics.observe(event));
     watch.onRemoved((job) => metrics.forget(job));
   }
   const callbacks =
@@ -84,7 +88,8 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       },
     });
   if (callbacks) {
-    watch.onUpdate((update) => callbacks.update(update));
+    watch.onUpdate(({ job }) => callbacks.recorded(job));
+    stream.onEvent((event) => callbacks.push(event));
     watch.onRemoved((job) => callbacks.forget(job));
   }
   const identity = props.backend?.identity;
@@ -109,12 +114,14 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     log,
     ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
   });
+  new HistoryKeeper({ kubeConfig: props.kubeConfig, namespace: props.namespace, watch, log });
   // The nodes first: a job must not be judged against a node list that has not arrived.
   await gpuNodes.start();
   await watch.start();
   election?.start();
   return {
     watch,
+    stream,
     feed,
     gpuNodes,
     ...(callbacks && { callbacks }),

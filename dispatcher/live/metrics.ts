@@ -10,6 +10,7 @@ import { METRIC, METRIC_LABEL } from "../metric-names.ts";
 import { gpuDemandOf } from "../status/node-fit.ts";
 import { PHASES, type Transition } from "../status/status-model.ts";
 import { type JobUpdate, jobKeyOf } from "./job-watch.ts";
+import type { StreamEvent } from "./status-stream.ts";
 
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const WAIT_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
@@ -25,8 +26,6 @@ export class DispatcherMetrics {
   private readonly callbackFailures: Counter;
   private readonly deliveryLag: Histogram;
   private readonly gpuSeconds: Counter;
-  /** Transitions already counted, per Job (uid), so a re-derivation never counts twice. */
-  private readonly counted = new Map<string, number>();
   /** GPU-seconds already added, per Job (uid): the counter grows by the difference at each scrape. */
   private readonly gpuAccounted = new Map<string, number>();
   private latest: () => readonly JobUpdate[] = () => [];
@@ -121,20 +120,13 @@ export class DispatcherMetrics {
     this.deliveryLag.observe(Math.max(0, lagSeconds));
   }
 
-  /** Feed from JobWatch: counts each transition once. */
-  update({ job, status }: JobUpdate): void {
-    const key = jobKeyOf(job);
-    const counted = this.counted.get(key) ?? 0;
-    const all = status.transitions;
-    for (let index = counted; index < all.length; index += 1) {
-      this.observeTransition(all[index - 1], all[index] as Transition, all);
-    }
-    this.counted.set(key, Math.max(counted, all.length));
+  /** Feed from the status stream: each transition counted once; an update of one is not a transition. */
+  observe(event: StreamEvent): void {
+    if (!event.update) this.observeTransition(event.previous, event.transition, event.history);
   }
 
   /** A deleted Job's bookkeeping goes with it. */
   forget(job: V1Job): void {
-    this.counted.delete(jobKeyOf(job));
     this.gpuAccounted.delete(jobKeyOf(job));
   }
 
@@ -148,7 +140,7 @@ export class DispatcherMetrics {
     if (previous?.phase === "queued") this.queuedDuration.observe(seconds(previous));
     if (transition.phase === "retrying") this.retries.inc({ [METRIC_LABEL.cause]: transition.reason });
     const first = all[0];
-    if (transition.phase === "running" && first && !all.slice(0, all.indexOf(transition)).some((t) => t.phase === "running")) {
+    if (transition.phase === "running" && first && !all.slice(0, -1).some((t) => t.phase === "running")) {
       this.timeToRunning.observe(seconds(first));
     }
   }

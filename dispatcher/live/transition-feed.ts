@@ -1,14 +1,14 @@
 /**
- * Transitions as a stream, for server-sent events. Positions are derived from the
- * cluster, not kept in memory, so a client resumes with Last-Event-ID even from a
- * different or restarted replica:
- *   per job:  id = the transition's 1-based sequence in that job
+ * The status stream (status-stream.ts) for server-sent events. Positions are the stream's
+ * sequence numbers, the ones the backend's callbacks carry, which continue from what the Job
+ * records, so a client resumes with Last-Event-ID even from a different or restarted replica:
+ *   per job:  id = the event's sequence in that job
  *   all jobs: id = `<at in ms>-<jobId>-<sequence>`, ordered by time, then job, then sequence
  */
 import type { V1Job } from "@kubernetes/client-node";
 import { LABEL } from "../../charts-ts/labels.ts";
 import type { Phase, Transition } from "../status/status-model.ts";
-import { type JobUpdate, type JobWatch, jobKeyOf } from "./job-watch.ts";
+import type { StatusStream } from "./status-stream.ts";
 
 export interface FeedEvent {
   readonly id: string;
@@ -54,24 +54,13 @@ export function matches(filter: FeedFilter, event: Omit<FeedEvent, "id">): boole
 type Subscriber = (event: Omit<FeedEvent, "id">) => void;
 
 export class TransitionFeed {
-  private readonly watch: JobWatch;
-  /** Transitions already published, per Job (uid). */
-  private readonly seen = new Map<string, number>();
+  private readonly stream: StatusStream;
   private readonly subscribers = new Set<Subscriber>();
 
-  constructor(watch: JobWatch) {
-    this.watch = watch;
-    watch.onUpdate((update) => this.publish(update));
-    watch.onRemoved((job) => this.seen.delete(jobKeyOf(job)));
-  }
-
-  private publish({ job, status }: JobUpdate): void {
-    const seen = this.seen.get(jobKeyOf(job)) ?? 0;
-    if (status.transitions.length <= seen) return;
-    this.seen.set(jobKeyOf(job), status.transitions.length);
-    status.transitions.slice(seen).forEach((transition, offset) => {
-      const event = { jobId: status.jobId, sequence: seen + offset + 1, transition, job };
-      for (const subscriber of this.subscribers) subscriber(event);
+  constructor(stream: StatusStream) {
+    this.stream = stream;
+    stream.onEvent(({ jobId, sequence, transition, job }) => {
+      for (const subscriber of this.subscribers) subscriber({ jobId, sequence, transition, job });
     });
   }
 
@@ -89,13 +78,15 @@ export class TransitionFeed {
         ? event.sequence > resumeSequence
         : resumePosition === undefined || after([Date.parse(event.transition.at), event.jobId, event.sequence], resumePosition);
 
-    const backlog = this.watch
+    const backlog = this.stream
       .current()
-      .flatMap(({ job, status }) =>
-        status.transitions.map((transition, index) => ({ jobId: status.jobId, sequence: index + 1, transition, job })),
-      )
+      .flatMap(({ job, jobId, events }) => events.map(({ sequence, transition }) => ({ jobId, sequence, transition, job })))
       .filter((event) => matches(filter, event) && isNew(event))
-      .sort((a, b) => Date.parse(a.transition.at) - Date.parse(b.transition.at) || a.jobId - b.jobId || a.sequence - b.sequence);
+      .sort((a, b) =>
+        perJob
+          ? a.sequence - b.sequence
+          : Date.parse(a.transition.at) - Date.parse(b.transition.at) || a.jobId - b.jobId || a.sequence - b.sequence,
+      );
     // Live events already in the backlog (same job and sequence) are not sent twice.
     const sent = new Map<number, number>();
     const deliver = (event: Omit<FeedEvent, "id">) => {

@@ -7,13 +7,14 @@
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
+import { refusalBetween } from "./pod-admission.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "./status-model.ts";
 
 export interface ClusterObjects {
   readonly job: V1Job;
   /** The Job's pods, any order. */
   readonly pods: readonly V1Pod[];
-  /** Events about those pods (FailedScheduling and friends), any order. */
+  /** Events about those pods (FailedScheduling and friends) and about the Job (FailedCreate), any order. */
   readonly events?: readonly CoreV1Event[];
 }
 
@@ -78,16 +79,6 @@ export function parseAnnotation<T>(schema: z.ZodType<T>, value: string | undefin
   }
 }
 
-/** When a failed attempt handed over to the next: its container's end, else its pod's deletion, else the next pod's creation. */
-function retriedAt(failed: Attempt, next: Attempt): string {
-  return (
-    iso(failed.container?.state?.terminated?.finishedAt) ??
-    iso(failed.pod.metadata?.deletionTimestamp) ??
-    iso(next.pod.metadata?.creationTimestamp) ??
-    new Date(0).toISOString()
-  );
-}
-
 /** Why an attempt ended badly, as a retry cause. */
 function failureOf(attempt: Attempt): Pick<Transition, "reason" | "message"> {
   if (wasDisrupted(attempt.pod))
@@ -96,6 +87,60 @@ function failureOf(attempt: Attempt): Pick<Transition, "reason" | "message"> {
   if (exit.reason === "OOMKilled")
     return { reason: REASON.oomKilled, message: `attempt ${attempt.number} ran out of memory (exit code ${exit.code})` };
   return { reason: REASON.error, message: `attempt ${attempt.number} exited with code ${exit.code ?? "unknown"}` };
+}
+
+/** An attempt that failed and is retried: dated by its container's end, else its pod's deletion, else the next pod's creation. */
+function retryOf(failed: Attempt, next: Attempt | undefined): Transition {
+  const exit = exitOf(failed);
+  return {
+    phase: "retrying",
+    ...failureOf(failed),
+    attempt: failed.number,
+    ...(exit.code !== undefined && { exitCode: exit.code }),
+    at:
+      iso(failed.container?.state?.terminated?.finishedAt) ??
+      iso(failed.pod.metadata?.deletionTimestamp) ??
+      iso(next?.pod.metadata?.creationTimestamp) ??
+      iso(failed.pod.metadata?.creationTimestamp) ??
+      new Date(0).toISOString(),
+  };
+}
+
+function hasFailed(attempt: Attempt): boolean {
+  return attempt.pod.status?.phase === "Failed" || (attempt.pod.status?.phase === "Succeeded" && exitOf(attempt).code !== 0);
+}
+
+type RuleAction = "FailJob" | "Ignore" | "Count";
+
+/** What the Job's podFailurePolicy does with a failed pod, as the Job controller decides it: the first matching rule. */
+function policyActionOf(job: V1Job, attempt: Attempt): RuleAction {
+  for (const rule of job.spec?.podFailurePolicy?.rules ?? []) {
+    const codes = rule.onExitCodes;
+    const matches = codes
+      ? (attempt.pod.status?.containerStatuses ?? []).some((container) => {
+          const code = container.state?.terminated?.exitCode;
+          if (code === undefined || code === 0 || (codes.containerName && container.name !== codes.containerName)) return false;
+          return codes.operator === "In" ? codes.values.includes(code) : !codes.values.includes(code);
+        })
+      : (rule.onPodConditions ?? []).some((pattern) =>
+          attempt.pod.status?.conditions?.some((c) => c.type === pattern.type && c.status === (pattern.status ?? "True")),
+        );
+    if (matches) return rule.action === "FailJob" || rule.action === "Ignore" ? rule.action : "Count";
+  }
+  return "Count";
+}
+
+/**
+ * Whether the Job controller is about to fail the Job for this failure: the podFailurePolicy fails
+ * it, or it is one more counted failure than backoffLimit allows. Decided from the Job's rules, so
+ * a failure that ends the job is never shown as a retry first.
+ */
+function endsTheJob(job: V1Job, attempts: readonly Attempt[], latest: Attempt): "PodFailurePolicy" | "BackoffLimitExceeded" | undefined {
+  const action = policyActionOf(job, latest);
+  if (action === "FailJob") return "PodFailurePolicy";
+  if (action === "Ignore") return undefined;
+  const counted = attempts.filter((attempt) => hasFailed(attempt) && policyActionOf(job, attempt) === "Count").length;
+  return counted > (job.spec?.backoffLimit ?? 6) ? "BackoffLimitExceeded" : undefined;
 }
 
 function schedulingMessage(attempt: Attempt, events: readonly CoreV1Event[]): string | undefined {
@@ -137,7 +182,7 @@ function scheduledAt(pod: V1Pod): Instant {
 }
 
 /** The transitions one attempt went through, in order. */
-function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[], isRetry: boolean): Transition[] {
+function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[]): Transition[] {
   const out: Transition[] = [];
   const { number: n, pod, container } = attempt;
   const add = (phase: Phase, at: Instant, reason: string, message?: string) => {
@@ -146,56 +191,97 @@ function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[], is
   };
   const queued = queuedSince(attempt, events);
   if (queued) add("queued", queued, REASON.unschedulable, schedulingMessage(attempt, events));
-  if (isScheduled(pod))
-    add(
-      isRetry ? "retrying" : "starting",
-      scheduledAt(pod),
-      REASON.containerCreating,
-      `attempt ${n} scheduled on ${pod.spec?.nodeName ?? "a node"}`,
-    );
+  if (isScheduled(pod)) add("starting", scheduledAt(pod), REASON.containerCreating, scheduledMessage(attempt));
   const started = container?.state?.running?.startedAt ?? container?.state?.terminated?.startedAt;
   if (started) add("running", started, REASON.started, `attempt ${n} running`);
   return out;
 }
 
-/** Everything the cluster says happened to a job, oldest first, consecutive repeats folded. */
+/** A stopped job whose pods have all ended. */
+export const STOPPED_MESSAGE = "stopped on request";
+
+const PENDING_MESSAGE = "waiting for the Job controller and the scheduler to give it a pod";
+
+const scheduledMessage = (attempt: Attempt) => `attempt ${attempt.number} scheduled on ${attempt.pod.spec?.nodeName ?? "a node"}`;
+
+/** Waiting for the API server to admit a pod: queued on a full quota, pending on any other refusal. */
+function refusalTransition(refusal: NonNullable<ReturnType<typeof refusalBetween>>): Transition {
+  return {
+    phase: refusal.reason === REASON.quotaExceeded ? "queued" : "pending",
+    reason: refusal.reason,
+    message: refusal.message,
+    at: refusal.since,
+  };
+}
+
+/** One transition per change of (phase, reason, attempt). */
+const oneTransition = (a: Transition | undefined, b: Transition) =>
+  a?.phase === b.phase && a.reason === b.reason && a.attempt === b.attempt;
+
+/**
+ * Everything the cluster says happened to a job, oldest first. Consecutive entries for the same
+ * (phase, reason, attempt) are one transition: the first one's time, the latest message and exit code.
+ */
 function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], current: Transition): Transition[] {
   const events = objects.events ?? [];
-  const all: Transition[] = [{ phase: "pending", reason: REASON.created, at: iso(objects.job.metadata?.creationTimestamp) ?? current.at }];
+  const all: Transition[] = [
+    { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: iso(objects.job.metadata?.creationTimestamp) ?? current.at },
+  ];
   attempts.forEach((attempt, index) => {
-    all.push(...attemptTransitions(attempt, events, index > 0));
-    const finished = attempt.container?.state?.terminated?.finishedAt;
-    const failed = attempt.pod.status?.phase === "Failed" || (attempt.container?.state?.terminated?.exitCode ?? 0) !== 0;
-    const isLast = index === attempts.length - 1;
-    if (failed && (!isLast || current.phase === "retrying")) {
-      const cause = failureOf(attempt);
-      all.push({
-        phase: "retrying",
-        ...cause,
-        attempt: attempt.number,
-        at: iso(finished) ?? iso(attempt.pod.metadata?.deletionTimestamp) ?? current.at,
-      });
-    }
+    // The API server may have refused this attempt's pod for a while before it admitted one.
+    const refused = refusalBetween(
+      objects.job,
+      events,
+      attempts[index - 1]?.pod.metadata?.creationTimestamp,
+      attempt.pod.metadata?.creationTimestamp ?? new Date(0),
+    );
+    if (refused) all.push(refusalTransition(refused));
+    all.push(...attemptTransitions(attempt, events));
+    const next = attempts[index + 1];
+    if (hasFailed(attempt) && (next || !TERMINAL_PHASES.has(current.phase))) all.push(retryOf(attempt, next));
   });
   all.push(current);
   const sorted = all.map((t, i) => ({ t, i })).sort((a, b) => millis(a.t.at) - millis(b.t.at) || a.i - b.i);
-  return sorted.map(({ t }) => t).filter((t, i, list) => i === 0 || t.phase !== list[i - 1]?.phase);
+  const folded: Transition[] = [];
+  for (const { t } of sorted) {
+    const last = folded.at(-1);
+    if (last && oneTransition(last, t)) {
+      const { message: _message, exitCode: _exitCode, ...identity } = last;
+      folded[folded.length - 1] = {
+        ...identity,
+        ...(t.message !== undefined && { message: t.message }),
+        ...(t.exitCode !== undefined && { exitCode: t.exitCode }),
+      };
+    } else folded.push(t);
+  }
+  return folded;
 }
 
 /** The phase now, with its reason and the time it began. */
-function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Transition {
+function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[], recorded: RecordedHistory | undefined): Transition {
   const { job } = objects;
   const latest = attempts.at(-1);
   const now = (at: Instant, fallback: Instant) => iso(at) ?? iso(fallback) ?? new Date(0).toISOString();
   const created = job.metadata?.creationTimestamp;
+  const latestExit = exitOf(latest).code;
+  const ended = (attempt: Attempt | undefined) => ({
+    ...(attempt && { attempt: attempt.number }),
+    ...(exitOf(attempt).code !== undefined && { exitCode: exitOf(attempt).code }),
+  });
 
   const stoppedAt = job.metadata?.annotations?.[ANNOTATION.stoppedAt];
   if (stoppedAt !== undefined) {
     const stillRunning = attempts.some((a) => a.pod.status?.phase === "Running" || a.pod.status?.phase === "Pending");
+    // Once the pods are gone only the record keeps the stopped attempt's exit code.
+    const kept = recorded?.transitions.at(-1);
+    const exitCode = latestExit ?? (kept?.phase === "stopped" ? kept.exitCode : undefined);
+    const attempt = latest?.number ?? (recorded?.attempts || undefined);
     return {
       phase: "stopped",
       reason: REASON.stoppedByUser,
-      message: stillRunning ? "stop requested; waiting for the trainer to checkpoint and exit" : "stopped on request",
+      message: stillRunning ? "stop requested; waiting for the trainer to checkpoint and exit" : STOPPED_MESSAGE,
+      ...(attempt !== undefined && { attempt }),
+      ...(exitCode !== undefined && { exitCode }),
       at: now(stoppedAt, created),
     };
   }
@@ -208,30 +294,41 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
       phase: "completed",
       reason: REASON.succeeded,
       message: `finished after ${attempts.length} attempt(s)`,
+      ...ended(latest),
       at: now(complete.lastTransitionTime, created),
     };
 
   const failed = condition(job, "FailureTarget") ?? condition(job, "Failed");
-  if (failed) return { phase: "failed", ...failedCause(failed, attempts), at: now(failed.lastTransitionTime, created) };
+  // The failure's own time when an attempt's end decided it: the same whether the condition has arrived yet or not.
+  const endedAt = latest?.container?.state?.terminated?.finishedAt;
+  if (failed) {
+    const decidedByAttempt = failed.reason === "PodFailurePolicy" || failed.reason === "BackoffLimitExceeded";
+    return {
+      phase: "failed",
+      ...failedCause(failed.reason, failed.message, attempts),
+      ...ended(latest),
+      at: now(decidedByAttempt ? (endedAt ?? failed.lastTransitionTime) : failed.lastTransitionTime, created),
+    };
+  }
 
   if (job.spec?.suspend) return { phase: "pending", reason: REASON.suspended, message: "the Job is suspended", at: now(created, created) };
-  if (!latest)
-    return {
-      phase: "pending",
-      reason: REASON.created,
-      message: "waiting for the Job controller to create a pod",
-      at: now(created, created),
-    };
+  const active = latest && !hasFailed(latest) && latest.pod.status?.phase !== "Succeeded";
+  const refusal = active ? undefined : refusalBetween(job, objects.events ?? [], latest?.pod.metadata?.creationTimestamp);
+  if (refusal) return refusalTransition(refusal);
+  if (!latest) return { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: now(created, created) };
 
   const podPhase = latest.pod.status?.phase;
   const previous = attempts.at(-2);
-  if (podPhase === "Failed" || (podPhase === "Succeeded" && exitOf(latest).code !== 0)) {
-    return {
-      phase: "retrying",
-      ...failureOf(latest),
-      attempt: latest.number,
-      at: now(latest.container?.state?.terminated?.finishedAt, latest.pod.metadata?.creationTimestamp),
-    };
+  if (hasFailed(latest)) {
+    const verdict = endsTheJob(job, attempts, latest);
+    if (verdict)
+      return {
+        phase: "failed",
+        ...failedCause(verdict, undefined, attempts),
+        ...ended(latest),
+        at: now(endedAt, latest.pod.metadata?.creationTimestamp),
+      };
+    return retryOf(latest, undefined);
   }
   if (podPhase === "Running" || podPhase === "Succeeded") {
     const running = latest.container?.state?.running?.startedAt ?? latest.container?.state?.terminated?.startedAt;
@@ -257,41 +354,38 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[]): Tr
   if (!isScheduled(latest.pod)) {
     // The scheduler has not decided yet: nothing new has begun, and a transition dated by the pod's
     // creation would move once the PodScheduled condition brings the real time.
-    if (previous) return { phase: "retrying", ...failureOf(previous), attempt: latest.number, at: retriedAt(previous, latest) };
-    return {
-      phase: "pending",
-      reason: REASON.created,
-      message: `attempt ${latest.number} is waiting for the scheduler`,
-      at: now(created, created),
-    };
+    if (previous) return retryOf(previous, latest);
+    return { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: now(created, created) };
   }
   const waiting = latest.container?.state?.waiting;
-  const phase: Phase = previous ? "retrying" : "starting";
   const at = now(scheduledAt(latest.pod), latest.pod.metadata?.creationTimestamp);
   if (waiting?.reason && IMAGE_TROUBLE.has(waiting.reason)) {
     return {
-      phase,
+      phase: "starting",
       reason: waiting.reason,
       message: waiting.message ?? `attempt ${latest.number}: ${waiting.reason}`,
       attempt: latest.number,
       at,
     };
   }
-  if (previous) return { phase, ...failureOf(previous), attempt: latest.number, at };
-  return { phase, reason: REASON.containerCreating, message: `attempt ${latest.number} is being started`, attempt: latest.number, at };
+  return { phase: "starting", reason: REASON.containerCreating, message: scheduledMessage(latest), attempt: latest.number, at };
 }
 
-function failedCause(failed: V1JobCondition, attempts: readonly Attempt[]): Pick<Transition, "reason" | "message"> {
+function failedCause(
+  reason: string | undefined,
+  message: string | undefined,
+  attempts: readonly Attempt[],
+): Pick<Transition, "reason" | "message"> {
   const last = attempts.at(-1);
   const exit = exitOf(last);
-  switch (failed.reason) {
+  switch (reason) {
     case "PodFailurePolicy":
       return {
         reason: REASON.configurationError,
         message: `trainer exited with code ${exit.code ?? "unknown"}, a configuration error: not retried`,
       };
     case "DeadlineExceeded":
-      return { reason: REASON.deadlineExceeded, message: failed.message ?? "the job ran longer than its maxRuntime" };
+      return { reason: REASON.deadlineExceeded, message: message ?? "the job ran longer than its maxRuntime" };
     case "BackoffLimitExceeded":
       if (exit.reason === "OOMKilled")
         return { reason: REASON.oomKilled, message: `out of memory on the last of ${attempts.length} attempts` };
@@ -300,7 +394,7 @@ function failedCause(failed: V1JobCondition, attempts: readonly Attempt[]): Pick
         message: `failed ${attempts.length} attempts; the last exited with code ${exit.code ?? "unknown"}`,
       };
     default:
-      return { reason: failed.reason ?? "Failed", message: failed.message ?? "the Job failed" };
+      return { reason: reason ?? "Failed", message: message ?? "the Job failed" };
   }
 }
 
@@ -311,6 +405,11 @@ const historySchema = z.object({
   node: z.string().optional(),
 });
 export type RecordedHistory = z.infer<typeof historySchema>;
+
+/** The history the dispatcher recorded on a Job (stop, fail-fast), if it can be trusted. */
+export function parseRecordedHistory(value: string | undefined): RecordedHistory | undefined {
+  return parseAnnotation(historySchema, value);
+}
 
 /** The part of a status worth keeping on the Job before its pods are removed. */
 export function historyOf(status: JobStatus): RecordedHistory {
@@ -325,9 +424,9 @@ export function historyOf(status: JobStatus): RecordedHistory {
 /** The status the backend sees, rebuilt from the cluster's objects alone. */
 export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStatus {
   const attempts = attemptsOf(objects.pods);
-  const current = currentPhase(objects, attempts);
+  const recorded = parseRecordedHistory(objects.job.metadata?.annotations?.[ANNOTATION.history]);
+  const current = currentPhase(objects, attempts, recorded);
   const latest = attempts.at(-1);
-  const recorded = parseAnnotation(historySchema, objects.job.metadata?.annotations?.[ANNOTATION.history]);
   const exitCode =
     [...attempts]
       .reverse()

@@ -28,6 +28,10 @@ export const REASON = {
   stoppedByUser: "StoppedByUser",
   suspended: "Suspended",
   lost: "Lost",
+  /** Waiting: the namespace's ResourceQuota refuses the pod until other jobs free their share. */
+  quotaExceeded: "QuotaExceeded",
+  /** The API server refuses the pod (LimitRange, Pod Security, a webhook); failed at once when it never could admit it. */
+  podRejected: "PodRejected",
 } as const;
 
 export const transitionSchema = z.object({

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { IRSA_ROLE_ANNOTATION, irsaRole } from "../cluster/eks/iam.ts";
-import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
+import { pinnedRelease, type ReleaseSettings } from "../helm-charts.ts";
 
 export interface ClusterAutoscalerArgs {
   readonly clusterName: string;
@@ -9,6 +9,8 @@ export interface ClusterAutoscalerArgs {
   readonly kubernetesVersion: string;
   readonly oidcProviderArn: pulumi.Input<string>;
   readonly oidcIssuerUrl: pulumi.Input<string>;
+  /** @default the public chart, Helm waiting 600 s */
+  readonly releases?: ReleaseSettings;
 }
 
 const NAMESPACE = "kube-system";
@@ -35,7 +37,7 @@ export class ClusterAutoscaler extends pulumi.ComponentResource {
     );
     pinnedRelease(
       name,
-      HELM_CHARTS.clusterAutoscaler,
+      "clusterAutoscaler",
       {
         namespace: NAMESPACE,
         values: {
@@ -53,6 +55,7 @@ export class ClusterAutoscaler extends pulumi.ComponentResource {
           },
         },
       },
+      args.releases ?? {},
       { parent: this },
     );
     this.registerOutputs({});

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { GPU_NODE_AFFINITY, GPU_TOLERATION } from "../gpu-nodes.ts";
-import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
+import { pinnedRelease, type ReleaseSettings } from "../helm-charts.ts";
 
 export interface DcgmExporterArgs {
   /** Namespace of the monitoring stack, whose Prometheus scrapes the exporter through its ServiceMonitor. */
@@ -11,6 +11,8 @@ export interface DcgmExporterArgs {
    * @default the node's default library path
    */
   readonly nvidiaDriverHostPath?: string;
+  /** @default the public chart, Helm waiting 600 s */
+  readonly releases?: ReleaseSettings;
 }
 
 const DRIVER_MOUNT_PATH = "/usr/local/nvidia";
@@ -25,7 +27,7 @@ export class DcgmExporter extends pulumi.ComponentResource {
     const driver = args.nvidiaDriverHostPath;
     pinnedRelease(
       name,
-      HELM_CHARTS.dcgmExporter,
+      "dcgmExporter",
       {
         namespace: args.namespace,
         values: {
@@ -39,6 +41,7 @@ export class DcgmExporter extends pulumi.ComponentResource {
           }),
         },
       },
+      args.releases ?? {},
       { parent: this },
     );
     this.registerOutputs({});

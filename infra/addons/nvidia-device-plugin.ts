@@ -1,6 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { GPU_NODE_AFFINITY, GPU_TOLERATION } from "../gpu-nodes.ts";
-import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
+import { pinnedRelease, type ReleaseSettings } from "../helm-charts.ts";
+
+export interface NvidiaDevicePluginArgs {
+  /** @default the public chart, Helm waiting 600 s */
+  readonly releases?: ReleaseSettings;
+}
 
 /**
  * Advertises each node's GPUs as the `nvidia.com/gpu` resource, which is what
@@ -8,11 +13,11 @@ import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
  * Not for GKE, which installs its own plugin with the driver.
  */
 export class NvidiaDevicePlugin extends pulumi.ComponentResource {
-  constructor(name: string, opts?: pulumi.ComponentResourceOptions) {
+  constructor(name: string, args: NvidiaDevicePluginArgs, opts?: pulumi.ComponentResourceOptions) {
     super("training-platform:addons:NvidiaDevicePlugin", name, {}, opts);
     pinnedRelease(
       name,
-      HELM_CHARTS.nvidiaDevicePlugin,
+      "nvidiaDevicePlugin",
       {
         // system-node-critical pods are admitted everywhere in kube-system, not in every other namespace.
         namespace: "kube-system",
@@ -22,6 +27,7 @@ export class NvidiaDevicePlugin extends pulumi.ComponentResource {
           priorityClassName: "system-node-critical",
         },
       },
+      args.releases ?? {},
       { parent: this },
     );
     this.registerOutputs({});

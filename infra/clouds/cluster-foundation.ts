@@ -1,6 +1,15 @@
 import type * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
+import type { ReleaseSettings } from "../helm-charts.ts";
 import type { MlflowArtifacts, MlflowDatabase } from "../mlflow/mlflow.ts";
+
+/**
+ * Settings of every cloud's Kubernetes provider. Secrets and ConfigMaps are
+ * updated in place: by default the provider replaces them when their data
+ * changes, which for our fixed names means delete, then create, and a moment
+ * without the object (a rotated token left the dispatcher without its Secret).
+ */
+export const KUBERNETES_PROVIDER_SETTINGS = { enableSecretMutable: true, enableConfigMapMutable: true } as const;
 
 /** What a cloud (or an existing cluster) provides to the cloud-neutral part of the platform. */
 export interface ClusterFoundation {
@@ -23,4 +32,6 @@ export interface FoundationContext {
   readonly tags: Readonly<Record<string, string>>;
   /** The Kubernetes ServiceAccount MLflow runs as, to bind a cloud identity to. */
   readonly mlflowIdentity: { readonly namespace: string; readonly serviceAccount: string };
+  /** Chart sources and Helm's timeout, for the cloud's own releases (cluster-autoscaler). */
+  readonly releases: ReleaseSettings;
 }

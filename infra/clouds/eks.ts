@@ -7,7 +7,7 @@ import { EksNetwork } from "../cluster/eks/network.ts";
 import type { StackConfig } from "../config/load-stack-config.ts";
 import { AwsMlflowStorage } from "../mlflow/aws-mlflow-storage.ts";
 import { EksNodeGroup } from "../nodes/eks-node-group.ts";
-import type { ClusterFoundation, FoundationContext } from "./cluster-foundation.ts";
+import { type ClusterFoundation, type FoundationContext, KUBERNETES_PROVIDER_SETTINGS } from "./cluster-foundation.ts";
 
 /** An EKS cluster with a system node group, GPU node groups that scale to zero, RDS and S3 for MLflow. */
 export function eksFoundation(config: Extract<StackConfig, { cloud: "eks" }>, context: FoundationContext): ClusterFoundation {
@@ -63,13 +63,13 @@ export function eksFoundation(config: Extract<StackConfig, { cloud: "eks" }>, co
     );
   }
 
-  const kubernetes = new k8s.Provider("eks", { kubeconfig: cluster.kubeconfig });
+  const kubernetes = new k8s.Provider("eks", { kubeconfig: cluster.kubeconfig, ...KUBERNETES_PROVIDER_SETTINGS });
   const onAwsAndCluster = { providers: [awsProvider, kubernetes], dependsOn: [systemNodes] };
   const oidc = { oidcProviderArn: cluster.oidcProvider.arn, oidcIssuerUrl: cluster.oidcIssuerUrl };
   const addons = new EksManagedAddons("addons", { clusterName: cluster.cluster.name, ...oidc }, onAwsAndCluster);
   new ClusterAutoscaler(
     "cluster-autoscaler",
-    { clusterName, region: eks.region, kubernetesVersion: eks.kubernetesVersion, ...oidc },
+    { clusterName, region: eks.region, kubernetesVersion: eks.kubernetesVersion, ...oidc, releases: context.releases },
     onAwsAndCluster,
   );
 

@@ -4,7 +4,7 @@ import { GkeCluster } from "../cluster/gke/gke-cluster.ts";
 import type { StackConfig } from "../config/load-stack-config.ts";
 import { GcpMlflowStorage } from "../mlflow/gcp-mlflow-storage.ts";
 import { GkeNodePool } from "../nodes/gke-node-pool.ts";
-import type { ClusterFoundation, FoundationContext } from "./cluster-foundation.ts";
+import { type ClusterFoundation, type FoundationContext, KUBERNETES_PROVIDER_SETTINGS } from "./cluster-foundation.ts";
 
 /** A GKE cluster with a system pool, GPU pools that scale to zero, Cloud SQL and GCS for MLflow. */
 export function gkeFoundation(config: Extract<StackConfig, { cloud: "gke" }>, context: FoundationContext): ClusterFoundation {
@@ -57,7 +57,7 @@ export function gkeFoundation(config: Extract<StackConfig, { cloud: "gke" }>, co
     );
   }
 
-  const kubernetes = new k8s.Provider("gke", { kubeconfig: cluster.kubeconfig });
+  const kubernetes = new k8s.Provider("gke", { kubeconfig: cluster.kubeconfig, ...KUBERNETES_PROVIDER_SETTINGS });
   const mlflowStorage = new GcpMlflowStorage(
     "mlflow",
     {

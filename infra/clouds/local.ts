@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import type { StackConfig } from "../config/load-stack-config.ts";
-import type { ClusterFoundation } from "./cluster-foundation.ts";
+import { type ClusterFoundation, KUBERNETES_PROVIDER_SETTINGS } from "./cluster-foundation.ts";
 
 /**
  * An existing cluster, reached through a kubeconfig context: no cloud resources;
@@ -10,10 +10,14 @@ export function localFoundation(config: Extract<StackConfig, { cloud: "local" }>
   const { kubeconfig, context } = config.kubernetes;
   const { artifacts, database } = config.mlflow;
   return {
-    kubernetes: new k8s.Provider("local", { context, ...(kubeconfig !== undefined && { kubeconfig }) }),
+    kubernetes: new k8s.Provider("local", { context, ...(kubeconfig !== undefined && { kubeconfig }), ...KUBERNETES_PROVIDER_SETTINGS }),
     ready: [],
     mlflow: {
-      database: { kind: "in-cluster", storageGi: database.storageGi },
+      database: {
+        kind: "in-cluster",
+        storageGi: database.storageGi,
+        ...(config.storageClassName !== undefined && { storageClassName: config.storageClassName }),
+      },
       artifacts: {
         kind: "s3-compatible",
         bucket: artifacts.bucket,

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import type { PlatformSettingsProps } from "../../charts-ts/settings.ts";
+import { HELM_CHARTS, type HelmChartKey } from "../helm-charts.ts";
 import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
 import { EC2_GPUS_PER_INSTANCE } from "../nodes/ec2-gpu-instances.ts";
 import { NVIDIA_AMI_TYPES } from "../nodes/eks-node-group.ts";
@@ -97,6 +98,25 @@ const platformSettingsSchema = z.strictObject({
   runAsUser: z.int().min(1, "must not be 0: trainers run as non-root").optional(),
 }) satisfies z.ZodType<PlatformSettingsProps>;
 
+/** One chart's source: exactly one of a mirror or OCI registry (`repo`) and a local chart (`path`). */
+const chartSourceSchema = z
+  .strictObject({
+    repo: z.url({ protocol: /^(https?|oci)$/, error: "must be an http(s) or oci:// URL" }).optional(),
+    path: z.string().min(1, "must not be empty").optional(),
+  })
+  .superRefine((source, ctx) => {
+    if ((source.repo === undefined) === (source.path === undefined))
+      ctx.addIssue({ code: "custom", message: "set exactly one of repo (a mirror or OCI registry) and path (a local chart)" });
+  })
+  .transform((source) => (source.path !== undefined ? { path: source.path } : { repo: source.repo as string }));
+
+const chartSourcesSchema = z.strictObject(
+  Object.fromEntries(Object.keys(HELM_CHARTS).map((key) => [key, chartSourceSchema.optional()])) as Record<
+    HelmChartKey,
+    z.ZodOptional<typeof chartSourceSchema>
+  >,
+);
+
 /** Keys every stack has, whatever its cloud. */
 const commonKeys = {
   backendApiUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
@@ -104,6 +124,12 @@ const commonKeys = {
   platform: fromConfig(platformSettingsSchema.prefault({})),
   quota: fromConfig(z.strictObject({ maxGpus: z.int().positive().optional(), maxJobs: z.int().positive().optional() }).prefault({})),
   dispatcherReplicas: fromConfig(z.int().positive().default(2)),
+  /** Where each Helm chart comes from, by its HELM_CHARTS key; unset charts come from their public repositories. */
+  helmCharts: fromConfig(chartSourcesSchema.prefault({})),
+  /** StorageClass of the in-cluster Postgres and Prometheus volumes. @default the cluster's default StorageClass */
+  storageClassName: dnsSubdomain.optional(),
+  /** How long `up` waits for a Helm release or the Postgres rollout to become ready. */
+  deployTimeoutMinutes: fromConfig(z.int().positive().max(120).default(10)),
   /** Databases, clusters and buckets refuse deletion; off for throwaway stacks. */
   deletionProtection: fromConfig(z.boolean().default(true)),
   monitoring: fromConfig(

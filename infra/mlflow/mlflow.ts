@@ -2,7 +2,8 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { IRSA_ROLE_ANNOTATION } from "../cluster/eks/iam.ts";
 import { WORKLOAD_IDENTITY_ANNOTATION } from "../cluster/gke/workload-identity.ts";
-import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
+import { DEFAULT_RELEASE_TIMEOUT_SECONDS, HELM_CHARTS, pinnedRelease, type ReleaseSettings } from "../helm-charts.ts";
+import { SECRET_CHECKSUM_ANNOTATION, secretChecksum } from "../secret-checksum.ts";
 import { InClusterPostgres } from "./in-cluster-postgres.ts";
 import type { MlflowEndpoint } from "./mlflow-endpoint.ts";
 
@@ -22,7 +23,12 @@ export type MlflowDatabase =
   /** A managed Postgres (RDS, Cloud SQL) that already has MLFLOW_DATABASE. */
   | { readonly kind: "external"; readonly host: pulumi.Input<string>; readonly port: pulumi.Input<number> }
   /** A single Postgres pod with a volume, for a local cluster. */
-  | { readonly kind: "in-cluster"; readonly storageGi: number };
+  | {
+      readonly kind: "in-cluster";
+      readonly storageGi: number;
+      /** @default the cluster's default StorageClass */
+      readonly storageClassName?: string;
+    };
 
 /** Where MLflow keeps artifacts (models, checkpoints, plots); it proxies them, so trainers need no bucket credentials. */
 export type MlflowArtifacts =
@@ -47,6 +53,8 @@ export interface MlflowArgs {
   /** Password of MLFLOW_DATABASE's user; reaches MLflow only as a Secret reference. */
   readonly databasePassword: pulumi.Input<string>;
   readonly artifacts: MlflowArtifacts;
+  /** Chart source and how long Helm and the Postgres rollout may take. @default the public chart, 600 s */
+  readonly releases?: ReleaseSettings;
 }
 
 /** MLflow tracking server (community-charts/mlflow) with Postgres and object-store artifacts. */
@@ -83,6 +91,7 @@ function createMlflow(name: string, args: MlflowArgs, parent: pulumi.Resource): 
     inNamespace,
   );
 
+  const releases = args.releases ?? {};
   const database =
     args.database.kind === "external"
       ? args.database
@@ -91,7 +100,10 @@ function createMlflow(name: string, args: MlflowArgs, parent: pulumi.Resource): 
           {
             namespace: namespaceName,
             storageGi: args.database.storageGi,
+            ...(args.database.storageClassName !== undefined && { storageClassName: args.database.storageClassName }),
+            readyTimeoutSeconds: releases.timeoutSeconds ?? DEFAULT_RELEASE_TIMEOUT_SECONDS,
             database: MLFLOW_DATABASE.name,
+            password: args.databasePassword,
             credentials: {
               secretName: databaseSecret.metadata.name,
               usernameKey: DATABASE_SECRET_KEYS.username,
@@ -104,7 +116,7 @@ function createMlflow(name: string, args: MlflowArgs, parent: pulumi.Resource): 
   const artifacts = artifactStore(name, args.artifacts, namespaceName, inNamespace);
   return pinnedRelease(
     name,
-    HELM_CHARTS.mlflow,
+    "mlflow",
     {
       namespace: namespaceName,
       values: {
@@ -113,6 +125,8 @@ function createMlflow(name: string, args: MlflowArgs, parent: pulumi.Resource): 
         service: { port: args.endpoint.port, containerPort: MLFLOW_CONTAINER_PORT },
         serviceAccount: { create: true, name: MLFLOW_SERVICE_ACCOUNT, annotations: artifacts.serviceAccountAnnotations },
         podSecurityContext: { seccompProfile: { type: "RuntimeDefault" } },
+        // MLflow reads its database password and artifact keys at start: a rotation rolls its pods.
+        podAnnotations: { [SECRET_CHECKSUM_ANNOTATION]: secretChecksum([args.databasePassword, ...artifacts.secretValues]) },
         backendStore: {
           databaseMigration: true,
           databaseConnectionCheck: true,
@@ -129,6 +143,7 @@ function createMlflow(name: string, args: MlflowArgs, parent: pulumi.Resource): 
         resources: { requests: { cpu: "250m", memory: "512Mi" }, limits: { memory: "2Gi" } },
       },
     },
+    releases,
     { parent },
   );
 }
@@ -138,6 +153,8 @@ interface ArtifactStoreValues {
   readonly serviceAccountAnnotations: pulumi.Input<Record<string, pulumi.Input<string>>>;
   readonly env: Record<string, string>;
   readonly envFromSecrets: pulumi.Input<string>[];
+  /** What the pod reads from those Secrets, for its checksum annotation. */
+  readonly secretValues: pulumi.Input<string>[];
 }
 
 function artifactStore(
@@ -153,6 +170,7 @@ function artifactStore(
         serviceAccountAnnotations: { [IRSA_ROLE_ANNOTATION]: artifacts.roleArn },
         env: { AWS_DEFAULT_REGION: artifacts.region },
         envFromSecrets: [],
+        secretValues: [],
       };
     case "gcs":
       return {
@@ -160,6 +178,7 @@ function artifactStore(
         serviceAccountAnnotations: { [WORKLOAD_IDENTITY_ANNOTATION]: artifacts.serviceAccountEmail },
         env: {},
         envFromSecrets: [],
+        secretValues: [],
       };
     case "s3-compatible": {
       // Keys and endpoint reach the pod as environment from a Secret, never as chart values.
@@ -181,6 +200,7 @@ function artifactStore(
         serviceAccountAnnotations: {},
         env: {},
         envFromSecrets: [credentials.metadata.name],
+        secretValues: [artifacts.accessKeyId, artifacts.secretAccessKey, artifacts.endpoint],
       };
     }
   }

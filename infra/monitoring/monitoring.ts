@@ -1,8 +1,9 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { DISPATCHER_SCRAPE_JOB } from "../../dispatcher/metric-names.ts";
-import { HELM_CHARTS, pinnedRelease } from "../helm-charts.ts";
+import { pinnedRelease, type ReleaseSettings } from "../helm-charts.ts";
 import type { DispatcherManifest } from "../platform/platform-manifests.ts";
+import { SECRET_CHECKSUM_ANNOTATION, secretChecksum } from "../secret-checksum.ts";
 import { TRAINING_ALERT_GROUPS } from "./alert-rules.ts";
 import { TRAINING_DASHBOARD_UID, trainingDashboard } from "./training-dashboard.ts";
 
@@ -18,11 +19,15 @@ export interface MonitoringArgs {
   readonly retention: string;
   /** Size of Prometheus' volume. */
   readonly storageGi: number;
+  /** StorageClass of Prometheus' volume. @default the cluster's default StorageClass */
+  readonly storageClassName?: string;
   readonly grafanaAdminPassword: pulumi.Input<string>;
   /** The dispatcher's Service, as the platform chart renders it. */
   readonly dispatcherService: DispatcherManifest["service"];
   /** Creates the dispatcher's namespace; its ServiceMonitor waits for it. */
   readonly dispatcherNamespace: pulumi.Resource;
+  /** @default the public chart, Helm waiting 600 s */
+  readonly releases?: ReleaseSettings;
 }
 
 /**
@@ -57,7 +62,7 @@ function createMonitoring(name: string, namespaceName: string, args: MonitoringA
 
   const stack = pinnedRelease(
     name,
-    HELM_CHARTS.kubePrometheusStack,
+    "kubePrometheusStack",
     {
       namespace: namespaceName,
       values: {
@@ -66,7 +71,11 @@ function createMonitoring(name: string, namespaceName: string, args: MonitoringA
             retention: args.retention,
             storageSpec: {
               volumeClaimTemplate: {
-                spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: `${args.storageGi}Gi` } } },
+                spec: {
+                  accessModes: ["ReadWriteOnce"],
+                  ...(args.storageClassName !== undefined && { storageClassName: args.storageClassName }),
+                  resources: { requests: { storage: `${args.storageGi}Gi` } },
+                },
               },
             },
             // Select every ServiceMonitor and PrometheusRule, not only those labelled with this release.
@@ -78,9 +87,12 @@ function createMonitoring(name: string, namespaceName: string, args: MonitoringA
         grafana: {
           admin: { existingSecret: grafanaAdmin.metadata.name, userKey: GRAFANA_ADMIN_KEYS.user, passwordKey: GRAFANA_ADMIN_KEYS.password },
           sidecar: { dashboards: { enabled: true, label: GRAFANA_DASHBOARD_LABEL, labelValue: "1", searchNamespace: "ALL" } },
+          // Without persistence Grafana sets the admin password from the Secret at each start: a rotation rolls it.
+          podAnnotations: { [SECRET_CHECKSUM_ANNOTATION]: secretChecksum([args.grafanaAdminPassword]) },
         },
       },
     },
+    args.releases ?? {},
     { parent, dependsOn: [grafanaAdmin] },
   );
   const afterStack = { parent, dependsOn: [stack] };

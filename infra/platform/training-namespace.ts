@@ -2,6 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { PlatformChartProps } from "../../charts-ts/platform/platform-chart.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
+import { SECRET_CHECKSUM_ANNOTATION, secretChecksum } from "../secret-checksum.ts";
 import { type DispatcherManifest, dispatcherManifest, type ManifestObject, renderPlatformChart } from "./platform-manifests.ts";
 
 /** Keys of the object store Secret, as TrainingJobs read them. */
@@ -84,11 +85,32 @@ export class TrainingNamespace extends pulumi.ComponentResource {
         afterNamespace,
       ),
     ];
+    // The dispatcher reads its tokens at start: a rotation rolls it.
+    const tokensChecksum = secretChecksum([args.dispatcherTokens.apiToken, args.dispatcherTokens.backendToken]);
     new k8s.yaml.v2.ConfigGroup(
       `${name}-platform`,
-      { objs: objects.filter((object) => !isNamespace(object)) },
+      { objs: tokensChecksum.apply((checksum) => objects.filter((object) => !isNamespace(object)).map(withPodAnnotation(checksum))) },
       { parent: this, dependsOn: configuration },
     );
     this.registerOutputs({ namespace: this.namespace });
   }
+}
+
+/** The dispatcher's Deployment with the tokens' checksum on its pod template; every other object as rendered. */
+function withPodAnnotation(checksum: string): (object: ManifestObject) => ManifestObject {
+  return (object) => {
+    if (object.kind !== "Deployment") return object;
+    const spec = object.spec as { template: { metadata?: { annotations?: Record<string, string> } } };
+    const metadata = spec.template.metadata ?? {};
+    return {
+      ...object,
+      spec: {
+        ...spec,
+        template: {
+          ...spec.template,
+          metadata: { ...metadata, annotations: { ...metadata.annotations, [SECRET_CHECKSUM_ANNOTATION]: checksum } },
+        },
+      },
+    };
+  };
 }

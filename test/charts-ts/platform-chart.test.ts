@@ -25,6 +25,7 @@ describe("PlatformChart", () => {
     expect(role.rules).toEqual([
       { apiGroups: ["batch"], resources: ["jobs"], verbs: ["create", "get", "list", "watch", "delete", "patch"] },
       { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+      { apiGroups: [""], resources: ["pods"], verbs: ["create"] },
       { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
       { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
@@ -47,6 +48,16 @@ describe("PlatformChart", () => {
       name: clusterRoles[0].metadata.name,
     });
     expect(clusterBinding.subjects).toEqual(subjects);
+    // Pod create is for dry runs only: an admission policy refuses the ServiceAccount any real one.
+    const policy = find("ValidatingAdmissionPolicy");
+    expect(policy.spec.matchConditions).toEqual([
+      {
+        name: "created-by-the-dispatcher",
+        expression: 'request.userInfo.username == "system:serviceaccount:training:training-dispatcher"',
+      },
+    ]);
+    expect(policy.spec.validations.map((validation: Json) => validation.expression)).toEqual(["request.dryRun == true"]);
+    expect(find("ValidatingAdmissionPolicyBinding").spec).toMatchObject({ policyName: policy.metadata.name, validationActions: ["Deny"] });
   });
 
   it("names its cluster-wide RBAC after the namespace, so two platforms do not share it", () => {

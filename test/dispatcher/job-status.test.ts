@@ -16,6 +16,7 @@ function job(
     metadata: {
       name: "training-job-7",
       namespace: "training",
+      uid: "job-uid-7",
       creationTimestamp: t(0),
       ...(extra.annotations && { annotations: extra.annotations }),
     },
@@ -97,13 +98,39 @@ function failedScheduling(podName: string, first: number, message: string): Core
   };
 }
 
+function jobEvent(reason: string, first: number, last: number, message: string, type = "Warning"): CoreV1Event {
+  return {
+    metadata: { name: `training-job-7.${reason}.${first}`, namespace: "training" },
+    involvedObject: { kind: "Job", name: "training-job-7", namespace: "training", uid: "job-uid-7", apiVersion: "batch/v1" },
+    reason,
+    message,
+    type,
+    source: { component: "job-controller" },
+    firstTimestamp: t(first),
+    lastTimestamp: t(last),
+    count: 1,
+  };
+}
+const failedCreate = (first: number, last: number, message: string) => jobEvent("FailedCreate", first, last, message);
+const successfulCreate = (at: number) => jobEvent("SuccessfulCreate", at, at, "Created pod: training-job-7-ok123", "Normal");
+
+/** The TrainingJob construct's podFailurePolicy. */
+const CONFIGURATION_POLICY = {
+  rules: [
+    { action: "FailJob", onExitCodes: { containerName: "trainer", operator: "In", values: [2, 3] } },
+    { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+  ],
+};
+
 const phases = (status: ReturnType<typeof deriveJobStatus>) => status.transitions.map((tr) => tr.phase);
 
 describe("deriveJobStatus", () => {
   it("is pending before the Job controller makes a pod", () => {
     const status = deriveJobStatus({ job: job(), pods: [] }, 7);
     expect(status).toMatchObject({ jobId: 7, name: "training-job-7", phase: "pending", reason: "Created", attempts: 0 });
-    expect(status.transitions).toEqual([{ phase: "pending", reason: "Created", at: at(0) }]);
+    expect(status.transitions).toEqual([
+      { phase: "pending", reason: "Created", message: "waiting for the Job controller and the scheduler to give it a pod", at: at(0) },
+    ]);
   });
 
   it("is queued with the scheduler's reason when no node fits", () => {
@@ -148,23 +175,28 @@ describe("deriveJobStatus", () => {
       7,
     );
     expect(broken).toMatchObject({ phase: "starting", reason: "ImagePullBackOff", message: 'Back-off pulling image "x"' });
-    expect(phases(broken)).toEqual(["pending", "starting"]);
+    // A change of reason is a transition of its own: the backend hears of the pull failing at once.
+    expect(broken.transitions.map((tr) => `${tr.phase}/${tr.reason}`)).toEqual([
+      "pending/Created",
+      "starting/ContainerCreating",
+      "starting/ImagePullBackOff",
+    ]);
   });
 
   it("is running once the trainer container starts", () => {
     const status = deriveJobStatus({ job: job(), pods: [pod({ created: 1, phase: "Running", scheduledAt: 2, state: running(5) })] }, 7);
     expect(status).toMatchObject({ phase: "running", attempts: 1, node: "gpu-node-1" });
     expect(status.transitions).toEqual([
-      { phase: "pending", reason: "Created", at: at(0) },
+      { phase: "pending", reason: "Created", message: "waiting for the Job controller and the scheduler to give it a pod", at: at(0) },
       { phase: "starting", reason: "ContainerCreating", message: "attempt 1 scheduled on gpu-node-1", attempt: 1, at: at(2) },
       { phase: "running", reason: "Started", message: "attempt 1 running", attempt: 1, at: at(5) },
     ]);
   });
 
-  it("is retrying after a failed attempt, with the attempt number and exit code", () => {
+  it("is retrying after a failed attempt, with the attempt number and exit code, until the next attempt starts", () => {
     const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 20, 1) });
-    const second = pod({ created: 22, phase: "Pending", scheduledAt: 23, state: waiting("ContainerCreating", "") });
-    const status = deriveJobStatus({ job: job(), pods: [second, first] }, 7);
+    const unscheduled = pod({ created: 22, phase: "Pending" });
+    const status = deriveJobStatus({ job: job(), pods: [unscheduled, first] }, 7);
     expect(status).toMatchObject({
       phase: "retrying",
       reason: "Error",
@@ -173,7 +205,13 @@ describe("deriveJobStatus", () => {
       lastExitCode: 1,
     });
     expect(phases(status)).toEqual(["pending", "starting", "running", "retrying"]);
-    expect(status.transitions.find((tr) => tr.phase === "retrying")?.at).toBe(at(20));
+    expect(status.transitions.at(-1)).toMatchObject({ attempt: 1, exitCode: 1, at: at(20) });
+    const second = pod({ created: 22, phase: "Pending", scheduledAt: 23, state: waiting("ContainerCreating", "") });
+    const starting = deriveJobStatus({ job: job(), pods: [second, first] }, 7);
+    expect(starting).toMatchObject({ phase: "starting", reason: "ContainerCreating", attempts: 2 });
+    // What was shown before stays: the retry is not rewritten when the next attempt is scheduled.
+    expect(starting.transitions.slice(0, -1)).toEqual(status.transitions);
+    expect(starting.transitions.at(-1)).toMatchObject({ attempt: 2, at: at(23) });
   });
 
   it("is retrying right after a failure, before the next pod exists", () => {
@@ -189,7 +227,7 @@ describe("deriveJobStatus", () => {
     const second = pod({ created: 22, phase: "Running", scheduledAt: 23, state: running(25) });
     const status = deriveJobStatus({ job: job(), pods: [first, second] }, 7);
     expect(status).toMatchObject({ phase: "running", attempts: 2 });
-    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "running"]);
+    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "starting", "running"]);
     expect(status.transitions.at(-1)).toMatchObject({ attempt: 2, at: at(25) });
   });
 
@@ -217,7 +255,11 @@ describe("deriveJobStatus", () => {
 
   it("stays pending while the scheduler has not decided, and its history does not move once it does", () => {
     const waiting = deriveJobStatus({ job: job({}), pods: [pod({ created: 1, phase: "Pending" })] }, 7);
-    expect(waiting).toMatchObject({ phase: "pending", reason: "Created", message: "attempt 1 is waiting for the scheduler" });
+    expect(waiting).toMatchObject({
+      phase: "pending",
+      reason: "Created",
+      message: "waiting for the Job controller and the scheduler to give it a pod",
+    });
     const scheduled = deriveJobStatus({ job: job({}), pods: [pod({ created: 1, phase: "Pending", scheduledAt: 26 })] }, 7);
     expect(scheduled).toMatchObject({ phase: "starting" });
     expect(scheduled.transitions.slice(0, waiting.transitions.length)).toEqual(waiting.transitions);
@@ -243,7 +285,7 @@ describe("deriveJobStatus", () => {
     expect(late.completionTime).toBe(early.completionTime);
   });
 
-  it("is failed by the backoff limit, with the last exit code", () => {
+  it("is failed by the backoff limit, with the last exit code, dated by the last attempt's end whether the condition is there or not", () => {
     const pods = [1, 30, 60, 90].map((c) => pod({ created: c, phase: "Failed", scheduledAt: c + 1, state: exited(c + 2, c + 20, 1) }));
     const status = deriveJobStatus(
       { job: job({ conditions: [cond("FailureTarget", "BackoffLimitExceeded", 111), cond("Failed", "BackoffLimitExceeded", 112)] }), pods },
@@ -254,21 +296,26 @@ describe("deriveJobStatus", () => {
       reason: "BackoffLimitExceeded",
       attempts: 4,
       lastExitCode: 1,
-      completionTime: at(111),
+      completionTime: at(110),
     });
     expect(status.message).toBe("failed 4 attempts; the last exited with code 1");
-    expect(phases(status)).toEqual([
-      "pending",
-      "starting",
-      "running",
-      "retrying",
-      "running",
-      "retrying",
-      "running",
-      "retrying",
-      "running",
-      "failed",
+    expect(status.transitions.map((tr) => `${tr.phase}#${tr.attempt ?? ""}:${tr.exitCode ?? ""}`)).toEqual([
+      "pending#:",
+      "starting#1:",
+      "running#1:",
+      "retrying#1:1",
+      "starting#2:",
+      "running#2:",
+      "retrying#2:1",
+      "starting#3:",
+      "running#3:",
+      "retrying#3:1",
+      "starting#4:",
+      "running#4:",
+      "failed#4:1",
     ]);
+    // Before the Job controller has written its condition the rules already say the job is over: no retry is shown.
+    expect(deriveJobStatus({ job: job(), pods }, 7)).toEqual(status);
   });
 
   it("says OOMKilled when the last attempt ran out of memory", () => {
@@ -286,11 +333,71 @@ describe("deriveJobStatus", () => {
     expect(status).toMatchObject({ phase: "failed", reason: "DeadlineExceeded", message: "Job was active longer than specified deadline" });
   });
 
-  it("is failed at once by the pod failure policy on a configuration exit code", () => {
+  it("is failed at once by the pod failure policy on a configuration exit code, never retrying first", () => {
     const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 4, 2) })];
     const status = deriveJobStatus({ job: job({ conditions: [cond("Failed", "PodFailurePolicy", 5)] }), pods }, 7);
     expect(status).toMatchObject({ phase: "failed", reason: "ConfigurationError", attempts: 1, lastExitCode: 2 });
     expect(phases(status)).toEqual(["pending", "starting", "running", "failed"]);
+    expect(status.transitions.at(-1)).toMatchObject({ attempt: 1, exitCode: 2, at: at(4) });
+    // The pod has failed, the Job controller has not acted yet: the Job's own rules decide, the same way.
+    const withPolicy = job();
+    withPolicy.spec = { ...withPolicy.spec, podFailurePolicy: CONFIGURATION_POLICY } as V1Job["spec"];
+    expect(deriveJobStatus({ job: withPolicy, pods }, 7)).toEqual(status);
+    // An exit code the policy does not name is retried.
+    const other = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 4, 1) })];
+    expect(deriveJobStatus({ job: withPolicy, pods: other }, 7)).toMatchObject({ phase: "retrying", reason: "Error" });
+  });
+
+  it("does not count a disrupted attempt against the backoff limit (the Ignore rule)", () => {
+    const withPolicy = job();
+    withPolicy.spec = { ...withPolicy.spec, backoffLimit: 0, podFailurePolicy: CONFIGURATION_POLICY } as V1Job["spec"];
+    const pods = [pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 9, 143), disrupted: true })];
+    expect(deriveJobStatus({ job: withPolicy, pods }, 7)).toMatchObject({ phase: "retrying", reason: "Preempted" });
+  });
+
+  it("is queued with the quota's words while the API server refuses the pod for a full quota, and moves on once a pod is made", () => {
+    const quota =
+      'Error creating: pods "training-job-7-x8k2p" is forbidden: exceeded quota: training-quota, requested: requests.nvidia.com/gpu=8, used: requests.nvidia.com/gpu=16, limited: requests.nvidia.com/gpu=16';
+    const events = [failedCreate(1, 3, quota), failedCreate(4, 9, quota.replace("x8k2p", "p9q7z")), successfulCreate(12)];
+    const waitingJob = deriveJobStatus({ job: job(), pods: [], events }, 7);
+    expect(waitingJob).toMatchObject({
+      phase: "queued",
+      reason: "QuotaExceeded",
+      message:
+        "exceeded quota: training-quota, requested: requests.nvidia.com/gpu=8, used: requests.nvidia.com/gpu=16, limited: requests.nvidia.com/gpu=16",
+      attempts: 0,
+    });
+    // The first refusal dates it; later tries (new Event objects, other pod names) do not move it.
+    expect(waitingJob.transitions.at(-1)?.at).toBe(at(1));
+    const admitted = deriveJobStatus(
+      { job: job(), pods: [pod({ created: 12, phase: "Running", scheduledAt: 12, state: running(13) })], events },
+      7,
+    );
+    expect(admitted).toMatchObject({ phase: "running" });
+    expect(phases(admitted)).toEqual(["pending", "queued", "starting", "running"]);
+  });
+
+  it("is pending with PodRejected and the API server's words when admission refuses the pod", () => {
+    const limit = 'Error creating: pods "training-job-7-ab1cd" is forbidden: maximum cpu usage per Container is 64, but limit is 100';
+    const status = deriveJobStatus({ job: job(), pods: [], events: [failedCreate(2, 2, limit)] }, 7);
+    expect(status).toMatchObject({
+      phase: "pending",
+      reason: "PodRejected",
+      message: "maximum cpu usage per Container is 64, but limit is 100",
+    });
+    // A refusal of another Job (same name, deleted and made again) is not this one's.
+    const stale = failedCreate(2, 2, limit);
+    stale.involvedObject.uid = "another-uid";
+    expect(deriveJobStatus({ job: job(), pods: [], events: [stale] }, 7)).toMatchObject({ phase: "pending", reason: "Created" });
+  });
+
+  it("is queued on the quota when a retry's pod is refused, after the failed attempt", () => {
+    const first = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(3, 9, 1) });
+    const quota =
+      'Error creating: pods "training-job-7-zz9zz" is forbidden: exceeded quota: training-quota, requested: requests.nvidia.com/gpu=1, used: requests.nvidia.com/gpu=16, limited: requests.nvidia.com/gpu=16';
+    const status = deriveJobStatus({ job: job(), pods: [first], events: [failedCreate(11, 11, quota)] }, 7);
+    expect(status).toMatchObject({ phase: "queued", reason: "QuotaExceeded" });
+    expect(phases(status)).toEqual(["pending", "starting", "running", "retrying", "queued"]);
   });
 
   it("is stopped when a stop was requested, even while the pod terminates", () => {
@@ -305,6 +412,14 @@ describe("deriveJobStatus", () => {
     const stopped = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [] }, 7);
     expect(stopped).toMatchObject({ phase: "stopped", message: "stopped on request", completionTime: at(40) });
     expect(phases(stopping)).toEqual(["pending", "starting", "running", "stopped"]);
+    // The trainer's answer to SIGTERM is the stopped attempt's exit code, kept once recorded and the pods are gone.
+    const ended = pod({ created: 1, phase: "Failed", scheduledAt: 2, state: exited(5, 41, 143) });
+    const exited143 = deriveJobStatus({ job: job({ suspend: true, annotations }), pods: [ended] }, 7);
+    expect(exited143.transitions.at(-1)).toMatchObject({ phase: "stopped", attempt: 1, exitCode: 143, message: "stopped on request" });
+    const recorded = { ...annotations, [ANNOTATION.history]: JSON.stringify(historyOf(exited143)) };
+    const gone = deriveJobStatus({ job: job({ suspend: true, annotations: recorded }), pods: [] }, 7);
+    expect(gone.transitions).toEqual(exited143.transitions);
+    expect(gone).toMatchObject({ attempts: 1, lastExitCode: 143 });
   });
 
   it("is failed with the stuck reason once the dispatcher gave up on starting it", () => {

@@ -7,6 +7,7 @@ import { platformSettings } from "../../charts-ts/settings.ts";
 import { renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import type { JobUpdate } from "../../dispatcher/live/job-watch.ts";
 import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
+import { advanceStream, type JobStream, seedStream } from "../../dispatcher/live/status-stream.ts";
 import type { JobStatus, Transition } from "../../dispatcher/status/status-model.ts";
 
 const job = renderTrainingJob(
@@ -44,6 +45,17 @@ function update(transitions: Transition[], extra: Partial<JobStatus> = {}, of: V
   };
 }
 
+/** Feeds each derivation through the status stream, as live-status.ts does, and the metrics hear its events. */
+function streamInto(metrics: DispatcherMetrics) {
+  const streams = new Map<V1Job, JobStream>();
+  return (next: JobUpdate) => {
+    const known = streams.get(next.job);
+    const { stream, events } = known ? advanceStream(known, next.status.transitions) : seedStream(undefined, next.status.transitions);
+    streams.set(next.job, stream);
+    for (const event of events) metrics.observe({ ...event, jobId: next.status.jobId, job: next.job, pushedAt: Date.now() });
+  };
+}
+
 const value = (text: string, series: string) =>
   Number(
     text
@@ -66,11 +78,12 @@ describe("DispatcherMetrics", () => {
     ];
     let latest: JobUpdate[] = [];
     metrics.track(() => latest);
+    const feed = streamInto(metrics);
     // The watch re-derives a job on every change: the same prefix arrives many times.
     for (let n = 1; n <= history.length; n += 1) {
       const next = update(history.slice(0, n), { startTime: at(40), ...(n === history.length && { completionTime: at(200) }) });
-      metrics.update(next);
-      metrics.update(next);
+      feed(next);
+      feed(next);
       latest = [next];
     }
     metrics.submission("timm", "created", 0.02);
@@ -98,9 +111,10 @@ describe("DispatcherMetrics", () => {
     const first = { ...job, metadata: { ...job.metadata, uid: "uid-1" } };
     const again = { ...job, metadata: { ...job.metadata, uid: "uid-2" } };
     const run = [transition("pending", 0, "Created"), transition("running", 5, "Started")];
-    metrics.update(update(run, {}, first));
+    const feed = streamInto(metrics);
+    feed(update(run, {}, first));
     metrics.forget(first);
-    metrics.update(update(run, {}, again));
+    feed(update(run, {}, again));
     expect(
       value(await metrics.registry.metrics(), 'training_dispatcher_transitions_total{from="pending",to="running",reason="Started"}'),
     ).toBe(2);

@@ -84,8 +84,9 @@ export function readStackFile(path: string): StackConfigValues {
 }
 
 /** Adds every secret config key, set with --secret, to a stack's config. */
-export function withTestSecrets(config: StackConfigValues): StackConfigValues {
-  const secrets = Object.fromEntries(Object.keys(SECRET_CONFIG).map((key) => [`${PROJECT}:${key}`, TEST_SECRETS[key as SecretConfigKey]]));
+export function withTestSecrets(config: StackConfigValues, overrides: Partial<Record<SecretConfigKey, string>> = {}): StackConfigValues {
+  const values = { ...TEST_SECRETS, ...overrides };
+  const secrets = Object.fromEntries(Object.keys(SECRET_CONFIG).map((key) => [`${PROJECT}:${key}`, values[key as SecretConfigKey]]));
   return { values: { ...config.values, ...secrets }, secretKeys: [...config.secretKeys, ...Object.keys(secrets)] };
 }
 

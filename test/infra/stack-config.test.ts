@@ -98,6 +98,28 @@ describe("bad stack configuration is refused, naming the key", () => {
       "mlflowDbPassword: must be 16 to 128 letters",
     ],
     [
+      "a chart with both a mirror and a local path",
+      { ...rawConfig("local"), helmCharts: '{"mlflow":{"repo":"https://charts.example.com","path":"./mlflow"}}' },
+      "helmCharts.mlflow: set exactly one of repo (a mirror or OCI registry) and path (a local chart)",
+    ],
+    ["a chart source of neither kind", { ...rawConfig("local"), helmCharts: '{"mlflow":{}}' }, "helmCharts.mlflow: set exactly one"],
+    [
+      "a chart mirror that is no http(s) or oci URL",
+      { ...rawConfig("local"), helmCharts: '{"mlflow":{"repo":"ftp://charts.example.com"}}' },
+      "helmCharts.mlflow.repo: must be an http(s) or oci:// URL",
+    ],
+    [
+      "a source for a chart the stacks do not install",
+      { ...rawConfig("local"), helmCharts: '{"grafana":{"path":"./g"}}' },
+      "helmCharts.grafana: unknown key",
+    ],
+    [
+      "a StorageClass name Kubernetes would refuse",
+      { ...rawConfig("local"), storageClassName: "Fast_SSD" },
+      "storageClassName: must be a DNS subdomain",
+    ],
+    ["a deploy timeout of zero", { ...rawConfig("local"), deployTimeoutMinutes: "0" }, "deployTimeoutMinutes:"],
+    [
       "a missing secret",
       (({ r2SecretKey, ...values }) => values)(rawConfig("local")),
       "r2SecretKey: required, the secret access key for that object store; set it with `pulumi config set --secret r2SecretKey <value>`",
@@ -174,5 +196,38 @@ describe("loadStackConfig", () => {
       expect(await pulumi.isSecret(output), key).toBe(true);
       expect(await new Promise((resolve) => output.apply(resolve)), key).toBe(TEST_SECRETS[key as keyof typeof TEST_SECRETS]);
     }
+  });
+});
+
+describe("chart sources, storage class and timeouts", () => {
+  it("accept a mirror, an OCI registry and a local chart, each for its own chart", () => {
+    const result = validateStackConfig(
+      {
+        ...rawConfig("local"),
+        helmCharts: JSON.stringify({
+          mlflow: { path: "../charts/mlflow-1.12.0.tgz" },
+          kubePrometheusStack: { repo: "oci://registry.example.com/charts" },
+          dcgmExporter: { repo: "https://mirror.example.com/nvidia" },
+        }),
+        storageClassName: "local-path",
+        deployTimeoutMinutes: "20",
+      },
+      allSecret,
+    );
+    expect(result.success && result.config).toMatchObject({
+      helmCharts: {
+        mlflow: { path: "../charts/mlflow-1.12.0.tgz" },
+        kubePrometheusStack: { repo: "oci://registry.example.com/charts" },
+        dcgmExporter: { repo: "https://mirror.example.com/nvidia" },
+      },
+      storageClassName: "local-path",
+      deployTimeoutMinutes: 20,
+    });
+  });
+
+  it("default to the public repositories, the cluster's default StorageClass and 10 minutes", () => {
+    const result = validateStackConfig(rawConfig("local"), allSecret);
+    expect(result.success && result.config).toMatchObject({ helmCharts: {}, deployTimeoutMinutes: 10 });
+    expect(result.success && result.config.storageClassName).toBeUndefined();
   });
 });

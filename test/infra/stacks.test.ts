@@ -2,6 +2,8 @@
  * Every stack file in stacks/, declared against mocks: which resources each
  * creates and their key properties.
  */
+import { isAbsolute, resolve } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { GPU_NODE_LABELS, GPU_RESOURCE } from "../../charts-ts/training-job.ts";
 import { DISPATCHER_SCRAPE_JOB } from "../../dispatcher/metric-names.ts";
@@ -11,6 +13,7 @@ import { HELM_CHARTS } from "../../infra/helm-charts.ts";
 import { TRAINING_ALERT_GROUPS } from "../../infra/monitoring/alert-rules.ts";
 import { renderPlatformChart } from "../../infra/platform/platform-manifests.ts";
 import { platform } from "../../infra/program.ts";
+import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
 import {
   type DeclaredResource,
   declare,
@@ -140,7 +143,7 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
   it("applies the platform chart as cdk8s renders it: the namespace first, then everything else", async () => {
     const resources = await resourcesOf(stack);
     const namespace = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-namespace").inputs.objs;
-    const rest = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs;
+    const rest = structuredClone(one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs);
     expect(namespace.map((object: Inputs) => `${object.kind}/${object.metadata.name}`)).toEqual(["Namespace/training"]);
     const kinds = new Set(rest.map((object: Inputs) => object.kind));
     for (const kind of [
@@ -163,7 +166,40 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
       ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
       mlflow: { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
+    // The one addition: the tokens' checksum on the dispatcher's pod template (checked below).
+    const deployment = rest.find((object: Inputs) => object.kind === "Deployment");
+    expect(Object.keys(deployment.spec.template.metadata.annotations)).toEqual([SECRET_CHECKSUM_ANNOTATION]);
+    delete deployment.spec.template.metadata.annotations;
     expect([...namespace, ...rest]).toEqual(JSON.parse(JSON.stringify(rendered)));
+  });
+
+  it("updates Secrets and ConfigMaps in place and rolls every workload that reads a rotated secret", async () => {
+    const before = await resourcesOf(stack);
+    const rotated = await declare(
+      withTestSecrets(readStackFile(STACKS.get(stack) as string), {
+        dispatcherApiToken: "rotated-dispatcher-api-token-0123456789abcdef",
+        mlflowDbPassword: "rotatedMlflowDbPassword0",
+        grafanaAdminPassword: "rotated-grafana-admin-password",
+      }),
+      () => platform(loadStackConfig()),
+      stack,
+    );
+    const providers = ofType(before, "pulumi:providers:kubernetes");
+    expect(providers).toHaveLength(1);
+    expect(providers[0]?.inputs).toMatchObject({ enableSecretMutable: "true", enableConfigMapMutable: "true" });
+    const dispatcherChecksum = (resources: DeclaredResource[]) =>
+      one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs.find(
+        (object: Inputs) => object.kind === "Deployment",
+      ).spec.template.metadata.annotations[SECRET_CHECKSUM_ANNOTATION];
+    const mlflowChecksum = (resources: DeclaredResource[]) =>
+      release(resources, "mlflow").values.podAnnotations[SECRET_CHECKSUM_ANNOTATION];
+    const grafanaChecksum = (resources: DeclaredResource[]) =>
+      release(resources, "kubePrometheusStack").values.grafana.podAnnotations[SECRET_CHECKSUM_ANNOTATION];
+    for (const checksum of [dispatcherChecksum, mlflowChecksum, grafanaChecksum]) {
+      expect(checksum(before)).toMatch(/^[0-9a-f]{64}$/);
+      expect(checksum(rotated)).toMatch(/^[0-9a-f]{64}$/);
+      expect(checksum(rotated)).not.toBe(checksum(before));
+    }
   });
 
   it("pins every Helm chart to the version in HELM_CHARTS", async () => {
@@ -496,5 +532,64 @@ describe("local", () => {
 
   it("installs the NVIDIA device plugin for whatever GPU nodes the cluster has", async () => {
     expectGpuPlacement(release(await resourcesOf("local"), "nvidiaDevicePlugin").values);
+  });
+
+  it("takes each chart from its configured source, volumes from the configured StorageClass, and waits as configured", async () => {
+    const { values, secretKeys } = withTestSecrets(readStackFile(STACKS.get("local") as string));
+    const resources = await declare(
+      {
+        values: {
+          ...values,
+          "training-platform:helmCharts": JSON.stringify({
+            mlflow: { path: "../charts/mlflow" },
+            kubePrometheusStack: { repo: "oci://registry.example.com/charts/" },
+            dcgmExporter: { repo: "https://mirror.example.com/nvidia" },
+          }),
+          "training-platform:storageClassName": "local-path",
+          "training-platform:deployTimeoutMinutes": "3",
+        },
+        secretKeys,
+      },
+      () => platform(loadStackConfig()),
+      "local",
+    );
+    const releases = ofType(resources, "kubernetes:helm.sh/v3:Release").map(plain);
+    const byName = (name: string) => releases.find((inputs) => inputs.name === name) as Inputs;
+    // A relative path is from the stack files' directory, what the engine reports as the root directory.
+    expect(byName("mlflow")).toMatchObject({ chart: resolve(pulumi.runtime.getRootDirectory(), "../charts/mlflow"), timeout: 180 });
+    expect(isAbsolute(byName("mlflow").chart)).toBe(true);
+    expect(byName("mlflow").version).toBeUndefined();
+    expect(byName("mlflow").repositoryOpts).toBeUndefined();
+    expect(byName("kube-prometheus-stack")).toMatchObject({
+      chart: "oci://registry.example.com/charts/kube-prometheus-stack",
+      version: "79.12.0",
+    });
+    expect(byName("kube-prometheus-stack").repositoryOpts).toBeUndefined();
+    expect(byName("dcgm-exporter")).toMatchObject({
+      chart: "dcgm-exporter",
+      version: "4.7.1",
+      repositoryOpts: { repo: "https://mirror.example.com/nvidia" },
+    });
+    expect(byName("nvidia-device-plugin")).toMatchObject({
+      chart: "nvidia-device-plugin",
+      repositoryOpts: { repo: HELM_CHARTS.nvidiaDevicePlugin.repo },
+    });
+
+    const postgres = one(resources, "kubernetes:apps/v1:StatefulSet", "mlflow-postgres");
+    expect(postgres.inputs.spec.volumeClaimTemplates[0].spec.storageClassName).toBe("local-path");
+    expect(byName("kube-prometheus-stack").values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.storageClassName).toBe(
+      "local-path",
+    );
+  });
+
+  it("sets Postgres' password from the Secret at every start, so a rotated one reaches the database", async () => {
+    const postgres = plain(one(await resourcesOf("local"), "kubernetes:apps/v1:StatefulSet", "mlflow-postgres"));
+    const container = postgres.spec.template.spec.containers[0];
+    const [shell, flag, script] = container.lifecycle.postStart.exec.command;
+    expect([shell, flag]).toEqual(["sh", "-c"]);
+    expect(script).toContain(`ALTER ROLE :\\"user\\" WITH PASSWORD :'password';`);
+    expect(script).toContain('-v password="$POSTGRES_PASSWORD"');
+    expect(script).not.toContain(TEST_SECRETS.mlflowDbPassword);
+    expect(postgres.spec.template.metadata.annotations[SECRET_CHECKSUM_ANNOTATION]).toMatch(/^[0-9a-f]{64}$/);
   });
 });

@@ -3,12 +3,13 @@
 // certificate. Every part that talks to the API server runs once under it: submit,
 // status, logs, stop, the watches (the node watch through the ClusterRole), the
 // callback Lease and the delivery record. And what it was not granted is refused.
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1Job } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ANNOTATION, trainingJobName } from "../../charts-ts/labels.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
+import { podOf } from "../../dispatcher/live/admission.ts";
 import { parseDeliveryRecord } from "../../dispatcher/live/delivery-record.ts";
 import { GpuNodes } from "../../dispatcher/live/gpu-nodes.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-status.ts";
@@ -105,6 +106,29 @@ describe("the dispatcher under its ServiceAccount, with the platform chart's RBA
     await inPhase(submitted.jobId, "running");
     expect((await executor.stop(submitted.jobId))?.phase).toBe("stopped");
     await inPhase(submitted.jobId, "stopped");
+  });
+
+  it("may dry-run its Jobs' pods at submit, and never create a pod for real", async () => {
+    const core = dispatcher.makeApiClient(CoreV1Api);
+    const submitted = request();
+    const verdict = await executor.dryRun(submitted);
+    expect(verdict.verdict).toEqual({ accepted: true });
+    // The same pod, as the dispatcher's ServiceAccount, for real: refused by the platform's admission policy.
+    const pod = podOf(executor.render(submitted) as V1Job);
+    let refusal: unknown;
+    try {
+      await core.createNamespacedPod({ namespace: NAMESPACE, body: pod });
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(ApiException);
+    expect((refusal as ApiException<unknown>).code).toBe(403);
+    expect(String((refusal as ApiException<unknown>).body)).toContain("the training dispatcher may only dry-run pods");
+    const pods = await admin.makeApiClient(CoreV1Api).listNamespacedPod({
+      namespace: NAMESPACE,
+      labelSelector: `batch.kubernetes.io/job-name=${trainingJobName(submitted.jobId)}`,
+    });
+    expect(pods.items).toEqual([]);
   });
 
   it("reads the GPU nodes cluster-wide, through its ClusterRole", async () => {

@@ -12,13 +12,14 @@ import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/requ
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
 import { buildServer } from "../../dispatcher/http/server.ts";
-import { logCallbackOf } from "../../dispatcher/live/backend-callbacks.ts";
+import { logCallbackOf, type StatusCallback } from "../../dispatcher/live/backend-callbacks.ts";
 import { parseDeliveryRecord } from "../../dispatcher/live/delivery-record.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-status.ts";
 import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
 import type { JobStatus } from "../../dispatcher/status/status-model.ts";
 import { applyPlatform } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
+import { type Resources, testRequest } from "./requests.ts";
 import { until } from "./until.ts";
 
 const kubeConfig = new KubeConfig();
@@ -95,20 +96,8 @@ afterAll(async () => {
   );
 });
 
-type Resources = TrainingRequestInput["resources"];
-
-function requestFor(jobId: number, fate: Record<string, string> = {}, resources: Resources = { gpu: 1 }): TrainingRequestInput {
-  return {
-    jobId,
-    projectId: 77,
-    framework: "timm",
-    taskType: "image_classification",
-    modelName: "resnet18",
-    dataset: { path: "datasets/flowers", format: "imagefolder" },
-    resources,
-    labels: { "test-run": RUN, ...fate },
-  };
-}
+const requestFor = (jobId: number, fate: Record<string, string> = {}, resources?: Resources): TrainingRequestInput =>
+  testRequest(jobId, { id: RUN, projectId: 77 }, fate, resources);
 
 async function submit(fate: Record<string, string> = {}, resources?: Resources): Promise<number> {
   const jobId = ++nextJobId;
@@ -130,21 +119,38 @@ async function deliveredAnnotation(jobId: number): Promise<number> {
   return parseDeliveryRecord(job.metadata?.annotations?.[ANNOTATION.deliveredTransitions])?.count ?? 0;
 }
 
-/** Every transition of the final status reached the backend once, in order, and the Job records it. */
+const keyOf = (transition: { phase: string; reason: string; attempt?: number; at: string }) =>
+  `${transition.phase}/${transition.reason}/${transition.attempt ?? ""}@${transition.at}`;
+
+/**
+ * Every event of the job's status stream reached the backend once, in order, numbered 1, 2, 3, ...;
+ * every transition of the final status among them in the same order (a superseded one, ErrImagePull
+ * before ImagePullBackOff, was pushed too), the last exactly as GET shows it; and the Job records it.
+ */
 async function expectDeliveredExactlyOnce(jobId: number): Promise<void> {
   const final = await until(`job ${jobId} to finish`, async () => {
     const current = await status(jobId);
     return ["completed", "failed", "stopped"].includes(current.phase) ? current : undefined;
   });
-  await until(`all transitions of job ${jobId} delivered`, () => backend.of(jobId).length >= final.transitions.length);
+  const last = final.transitions.at(-1) as JobStatus["transitions"][number];
+  await until(`the final transition of job ${jobId} delivered`, () => {
+    const latest = backend.of(jobId).at(-1);
+    return latest !== undefined && keyOf({ ...latest, phase: latest.status }) === keyOf(last);
+  });
   const received = backend.of(jobId);
-  expect(received.map((call) => call.sequence)).toEqual(final.transitions.map((_, index) => index + 1));
-  expect(received.map((call) => call.status)).toEqual(final.transitions.map((transition) => transition.phase));
-  expect(received.map((call) => call.at)).toEqual(final.transitions.map((transition) => transition.at));
-  // Each transition's line for the job's log view, in the same order, once.
-  await until(`all log lines of job ${jobId} delivered`, () => backend.logsOf(jobId).length >= final.transitions.length);
-  expect(backend.logsOf(jobId)).toEqual(final.transitions.map(logCallbackOf));
-  await until(`the delivered annotation of job ${jobId}`, async () => (await deliveredAnnotation(jobId)) === final.transitions.length);
+  expect(received.map((call) => call.sequence)).toEqual(received.map((_, index) => index + 1));
+  const keys = received.map((call) => keyOf({ ...call, phase: call.status }));
+  let found = 0;
+  for (const key of keys) if (key === keyOf(final.transitions[found] ?? last)) found += 1;
+  expect(found, `delivered ${keys.join(" > ")}; GET holds ${final.transitions.map(keyOf).join(" > ")}`).toBe(final.transitions.length);
+  const { status: phase, sequence: _sequence, ...rest } = received.at(-1) as StatusCallback;
+  expect({ phase, ...rest }).toEqual(last);
+  // Each event's line for the job's log view, in the same order, once.
+  await until(`all log lines of job ${jobId} delivered`, () => backend.logsOf(jobId).length >= received.length);
+  expect(backend.logsOf(jobId)).toEqual(
+    received.map(({ status: callPhase, sequence: _s, ...call }) => logCallbackOf({ phase: callPhase, ...call })),
+  );
+  await until(`the delivered annotation of job ${jobId}`, async () => (await deliveredAnnotation(jobId)) === received.length);
 }
 
 describe("status callbacks to the backend", () => {
@@ -514,6 +520,28 @@ describe("server-sent events", () => {
 
     const resumed = await readEvents(`${base}/v1/jobs/${jobId}/events`, { "last-event-id": "1" }, done);
     expect(resumed.map((event) => event.id)).toEqual(events.slice(1).map((event) => event.id));
+  });
+
+  it("numbers a job's history after a dispatcher restart as it was pushed: SSE ids are the callbacks' sequences", async () => {
+    const jobId = await submit({ "kwok-run-duration": "60s" });
+    await until("running", async () => (await status(jobId)).phase === "running");
+    expect((await fetch(`${base}/v1/jobs/${jobId}/stop`, { method: "POST", headers: auth })).status).toBe(200);
+    // The stop's message changes once the trainer has gone: an update, numbered after the stop itself.
+    await expectDeliveredExactlyOnce(jobId);
+    await until("the stop's update delivered", () => backend.of(jobId).at(-1)?.message === "stopped on request");
+    const delivered = backend.of(jobId);
+    await until("its record", async () => (await deliveredAnnotation(jobId)) === delivered.length);
+    await stopDispatcher();
+    await startDispatcher();
+    const stopped = (events: { data: { phase: string } }[]) => events.some((event) => event.data.phase === "stopped");
+    const events = await readEvents(`${base}/v1/jobs/${jobId}/events`, {}, stopped);
+    const final = await status(jobId);
+    // Each transition GET holds, under the number the backend got it with last.
+    const numberOf = (transition: { phase: string; reason: string; at: string }) =>
+      delivered.findLast((call) => call.status === transition.phase && call.reason === transition.reason && call.at === transition.at)
+        ?.sequence;
+    expect(events.map((event) => Number(event.id))).toEqual(final.transitions.map(numberOf));
+    expect(backend.of(jobId)).toHaveLength(delivered.length);
   });
 
   it("streams all jobs with filters, resumable by position", async () => {

