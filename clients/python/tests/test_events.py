@@ -77,3 +77,18 @@ def test_the_all_jobs_stream_filters_by_project_and_resumes_from_an_id(client: D
         if event.terminal:
             break
     assert [event.sequence for event in resumed] == [event.sequence for event in seen[2:]]
+
+
+def test_a_job_that_exhausts_its_retries_ends_its_stream_with_failed(client: DispatcherClient) -> None:
+    job_id = new_job_id()
+    client.submit(training_request(job_id, kwok_fate="fail", kwok_exit_code="7"))
+    received: list[StreamEvent] = []
+    consumer = threading.Thread(target=lambda: received.extend(client.events(job_id)), daemon=True)
+    consumer.start()
+    final = wait_for("failed", lambda: (job := client.get(job_id)).phase == "failed" and job)
+    consumer.join(60)
+    assert not consumer.is_alive(), f"the stream never ended: {[(event.sequence, event.phase) for event in received]}"
+    assert received[-1].phase == "failed"
+    assert received[-1].data.reason == final.reason
+    assert [event.sequence for event in received] == list(range(1, len(received) + 1))
+    assert in_order_within([t.phase for t in final.transitions], [event.phase for event in received])
