@@ -7,6 +7,7 @@ import {
   ApiException,
   BatchV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   Log,
   PatchStrategy,
@@ -22,8 +23,10 @@ import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-c
 import { ApiError, apiServerFailure, apiServerMessage, isMissingNamespace, missingNamespaceMessage } from "../api-error.ts";
 import { dryRunPod, jobEventsByName, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
+import { kueueObjectsOf, listWorkloads } from "../live/kueue-api.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
+import { type KueueObjects, queuedByKueue, type Workload } from "../status/kueue-workload.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
 import type {
   DryRunResult,
@@ -54,8 +57,12 @@ export class KubernetesExecutor implements JobExecutor {
   private readonly log: Log;
   private readonly platform: PlatformSettings;
   private readonly admission: PodAdmission;
+  private readonly kubeConfig: KubeConfig;
+  private readonly custom: CustomObjectsApi;
 
   constructor(props: KubernetesExecutorProps) {
+    this.kubeConfig = props.kubeConfig;
+    this.custom = props.kubeConfig.makeApiClient(CustomObjectsApi);
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     this.core = props.kubeConfig.makeApiClient(CoreV1Api);
     this.log = new Log(props.kubeConfig);
@@ -166,9 +173,17 @@ export class KubernetesExecutor implements JobExecutor {
         jobEventsByName(this.core, this.namespace),
       ]);
       const podsByJob = Map.groupBy(pods.items, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL] ?? "");
+      // One Workload list for the page's Kueue jobs, and the visibility API for those that wait.
+      const queued = jobs.items.filter(queuedByKueue);
+      const workloads = queued.length > 0 ? await listWorkloads(this.custom, this.namespace) : [];
+      const kueue = new Map(
+        await Promise.all(queued.map(async (job) => [job.metadata?.name, await this.kueueOf(job, workloads)] as const)),
+      );
       const statuses = jobs.items.map((job) => {
         const name = job.metadata?.name ?? "";
-        return deriveJobStatus({ job, pods: podsByJob.get(name) ?? [], events: jobEvents.get(name) ?? [] }, jobIdOf(job));
+        const objects = { job, pods: podsByJob.get(name) ?? [], events: jobEvents.get(name) ?? [] };
+        const ofKueue = kueue.get(name);
+        return deriveJobStatus(ofKueue ? { ...objects, kueue: ofKueue } : objects, jobIdOf(job));
       });
       const next = jobs.metadata?._continue;
       return {
@@ -285,9 +300,15 @@ export class KubernetesExecutor implements JobExecutor {
             ).items,
         ),
       ]);
-      return deriveJobStatus({ job, pods: [...pods], events: [...jobEvents, ...events.flat()] }, jobId);
+      const kueue = queuedByKueue(job) ? await this.kueueOf(job) : undefined;
+      return deriveJobStatus({ job, pods: [...pods], events: [...jobEvents, ...events.flat()], ...(kueue && { kueue }) }, jobId);
     } catch (error) {
       throw this.failure(error);
     }
+  }
+
+  /** The Job's Workload, queue position and preemptor (live/kueue-api.ts). */
+  private kueueOf(job: V1Job, workloads?: readonly Workload[]): Promise<KueueObjects> {
+    return kueueObjectsOf(this.kubeConfig, this.custom, { ...job, metadata: { namespace: this.namespace, ...job.metadata } }, workloads);
   }
 }

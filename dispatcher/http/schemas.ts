@@ -6,7 +6,7 @@ import { z } from "zod";
 import { FRAMEWORKS } from "../../charts-ts/catalogue.ts";
 import { EXECUTORS, jsonValueSchema, trainingRequestSchema } from "../../charts-ts/request.ts";
 import { errorBodySchema } from "../api-error.ts";
-import { jobStatusSchema, PHASES, transitionSchema } from "../status/status-model.ts";
+import { jobStatusSchema, PHASES, queueSchema, transitionSchema } from "../status/status-model.ts";
 
 /** What the OpenAPI document says of a schema whose validation it cannot express (a string read as a number). */
 export const documentedAs = new WeakMap<z.ZodType, Record<string, unknown>>();
@@ -120,6 +120,7 @@ for (const variant of trainingRequestSchema.options) {
 named(jsonValueSchema, "JsonValue", "input");
 named(jobStatusSchema, "JobStatus", "output");
 named(transitionSchema, "Transition", "output");
+named(queueSchema, "Queue", "output");
 named(transitionEventSchema, "TransitionEvent", "output");
 named(jobPageSchema, "JobPage", "output");
 named(unavailableExecutorSchema, "UnavailableExecutor", "output");

@@ -10,7 +10,7 @@
  */
 import { BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
 import { ANNOTATION, LABEL } from "../../charts-ts/labels.ts";
-import type { Transition } from "../status/status-model.ts";
+import type { Queue, Transition } from "../status/status-model.ts";
 import { deliveryRecord, parseDeliveryRecord } from "./delivery-record.ts";
 import { backoffDelay, jobKeyOf } from "./job-watch.ts";
 import type { StreamEvent } from "./status-stream.ts";
@@ -25,11 +25,13 @@ export interface StatusCallback {
   readonly message?: string;
   readonly attempt?: number;
   readonly exitCode?: number;
+  /** While queued by Kueue: the LocalQueue, the 1-based position in it and the flavor waited for. */
+  readonly queue?: Queue;
   /** When the transition happened (RFC 3339). */
   readonly at: string;
   /**
    * 1, 2, 3, ... per job, one number per event (a transition, or an update of the latest one's
-   * message or exit code): the SSE event id of the same event. The backend may deduplicate on
+   * message, exit code or Kueue queue): the SSE event id of the same event. The backend may deduplicate on
    * (jobId, sequence); a number never stands for two events.
    */
   readonly sequence: number;
@@ -45,7 +47,11 @@ export function logCallbackOf(transition: Transition): LogCallback {
   const level = transition.phase === "failed" ? "ERROR" : transition.phase === "retrying" ? "WARNING" : "INFO";
   const attempt = transition.attempt !== undefined ? ` (attempt ${transition.attempt})` : "";
   const detail = transition.message !== undefined ? `: ${transition.message}` : "";
-  return { level, message: `dispatcher: ${transition.phase}${attempt}, ${transition.reason}${detail}` };
+  const queue = transition.queue;
+  const place = queue
+    ? ` [${queue.name}${queue.position !== undefined ? `, position ${queue.position}` : ""}${queue.flavor !== undefined ? `, for ${queue.flavor}` : ""}]`
+    : "";
+  return { level, message: `dispatcher: ${transition.phase}${attempt}, ${transition.reason}${detail}${place}` };
 }
 
 export interface DeliveryObserver {
@@ -265,6 +271,7 @@ function statusCallbackOf(transition: Transition, sequence: number): StatusCallb
     ...(transition.message !== undefined && { message: transition.message }),
     ...(transition.attempt !== undefined && { attempt: transition.attempt }),
     ...(transition.exitCode !== undefined && { exitCode: transition.exitCode }),
+    ...(transition.queue !== undefined && { queue: transition.queue }),
     at: transition.at,
     sequence,
   };

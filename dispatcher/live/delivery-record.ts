@@ -8,11 +8,11 @@
  */
 import { z } from "zod";
 import { parseAnnotation } from "../status/job-status.ts";
-import type { Transition } from "../status/status-model.ts";
+import { queueSchema, type Transition } from "../status/status-model.ts";
 
 const deliveryRecordSchema = z.object({
   count: z.number().int().nonnegative(),
-  /** The last event acknowledged: the transition, with the message and exit code it was delivered with. */
+  /** The last event acknowledged: the transition, with the message, exit code and queue it was delivered with. */
   last: z
     .object({
       phase: z.string(),
@@ -21,6 +21,8 @@ const deliveryRecordSchema = z.object({
       attempt: z.number().int().optional(),
       message: z.string().optional(),
       exitCode: z.number().int().optional(),
+      /** The Kueue queue it was delivered with (an update of the position is news). */
+      queue: queueSchema.optional(),
       at: z.iso.datetime(),
     })
     .optional(),
@@ -42,7 +44,7 @@ export function parseDeliveryRecord(value: string | undefined): DeliveryRecord |
 /** The record of the event numbered `count` delivered, `last` its transition, `numbers` those of the history up to it. */
 export function deliveryRecord(count: number, last: Transition | undefined, numbers?: readonly number[]): DeliveryRecord {
   if (!last) return { count };
-  const { phase, reason, attempt, message, exitCode, at } = last;
+  const { phase, reason, attempt, message, exitCode, queue, at } = last;
   return {
     count,
     last: {
@@ -51,6 +53,7 @@ export function deliveryRecord(count: number, last: Transition | undefined, numb
       ...(attempt !== undefined && { attempt }),
       ...(message !== undefined && { message }),
       ...(exitCode !== undefined && { exitCode }),
+      ...(queue !== undefined && { queue }),
       at,
     },
     ...(numbers !== undefined && { numbers: [...numbers] }),

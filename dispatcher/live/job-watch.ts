@@ -1,5 +1,6 @@
 /**
- * One watch per kind (training Jobs, their Pods, Pod and Job Events) instead of the plan's
+ * One watch per kind (training Jobs, their Pods, Pod and Job Events, and with Kueue their
+ * Workloads) instead of the plan's
  * per-job polling: the API server pushes changes, each watch resumes from its last
  * resourceVersion and relists on 410 Gone (client-node's ListWatch does both), and a
  * watch that breaks is restarted with capped, jittered backoff so a dead API server
@@ -10,6 +11,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   type CoreV1Event,
+  CustomObjectsApi,
   type KubeConfig,
   type KubernetesObject,
   ListWatch,
@@ -20,7 +22,10 @@ import {
 import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOf, trainingJobNameOfPod } from "../../charts-ts/labels.ts";
 import { errorFields, type Log, noLog } from "../log.ts";
 import { deriveJobStatus } from "../status/job-status.ts";
+import { type KueueObjects, preemptorUidOf, queuedByKueue, type Workload } from "../status/kueue-workload.ts";
 import type { JobStatus } from "../status/status-model.ts";
+import { isSettled, jobNameOfWorkload, WORKLOADS } from "./kueue-api.ts";
+import { QueuePositions } from "./queue-positions.ts";
 
 const TRAINING_SELECTOR = `${LABEL.app}=${TRAINING_JOB_APP}`;
 
@@ -38,6 +43,14 @@ export interface JobWatchProps {
   readonly minRestartDelayMs?: number;
   /** @default 10_000 */
   readonly maxRestartDelayMs?: number;
+  /**
+   * Jobs are queued by Kueue: watch their Workloads and poll the visibility API for the positions
+   * of those waiting (the dispatcher's RBAC must grant both).
+   * @default false
+   */
+  readonly kueue?: boolean;
+  /** How often the queue positions are polled while a job waits in Kueue. @default 2_000 */
+  readonly queuePollIntervalMs?: number;
   /** @default no log */
   readonly log?: Log;
 }
@@ -107,6 +120,10 @@ export class JobWatch {
   private readonly pods: ListWatch<V1Pod>;
   private readonly events: ListWatch<CoreV1Event>;
   private readonly jobEvents: ListWatch<CoreV1Event>;
+  /** With Kueue: the Workloads, and the positions of those waiting. */
+  private readonly workloads?: ListWatch<Workload & KubernetesObject>;
+  readonly queuePositions?: QueuePositions;
+  private readonly workloadsByJob = new Map<string, Map<string, Workload & KubernetesObject>>();
   private readonly listeners = new Set<Listener>();
   private readonly dirty = new Set<string>();
   /** The latest derivation of each job, by Job name: what listeners last heard. */
@@ -119,7 +136,7 @@ export class JobWatch {
   restarts = 0;
 
   constructor(props: JobWatchProps) {
-    this.props = { minRestartDelayMs: 200, maxRestartDelayMs: 10_000, log: noLog, ...props };
+    this.props = { minRestartDelayMs: 200, maxRestartDelayMs: 10_000, log: noLog, kueue: false, queuePollIntervalMs: 2_000, ...props };
     const batch = props.kubeConfig.makeApiClient(BatchV1Api);
     const core = props.kubeConfig.makeApiClient(CoreV1Api);
     const watch = new Watch(props.kubeConfig);
@@ -158,6 +175,59 @@ export class JobWatch {
     this.wire("pods", this.pods, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL], this.podsByJob);
     this.wire("events", this.events, (event) => trainingJobNameOfPod(event.involvedObject?.name), this.eventsByJob);
     this.wire("job events", this.jobEvents, (event) => trainingJobNameOf(event.involvedObject?.name), this.eventsByJob);
+    if (this.props.kueue) {
+      const custom = props.kubeConfig.makeApiClient(CustomObjectsApi);
+      this.workloads = new ListWatch<Workload & KubernetesObject>(
+        `/apis/${WORKLOADS.group}/${WORKLOADS.version}/namespaces/${namespace}/${WORKLOADS.plural}`,
+        watch,
+        async () =>
+          (await custom.listNamespacedCustomObject({ ...WORKLOADS, namespace })) as {
+            metadata: { resourceVersion: string };
+            items: (Workload & KubernetesObject)[];
+          },
+        false,
+      );
+      this.wire("workloads", this.workloads, (workload) => trainingJobNameOf(jobNameOfWorkload(workload)), this.workloadsByJob);
+      const positions = new QueuePositions({
+        kubeConfig: props.kubeConfig,
+        namespace,
+        intervalMs: this.props.queuePollIntervalMs,
+        log: this.props.log,
+        waiting: () => this.waitingByQueue(),
+        changed: (jobName) => this.markDirty(jobName),
+      });
+      this.queuePositions = positions;
+      for (const event of ["add", "update", "delete"] as const) this.workloads.on(event, () => positions.poke());
+    }
+  }
+
+  /** LocalQueue -> (Workload -> Job name) of every tracked Workload still waiting for quota. */
+  private waitingByQueue(): Map<string, Map<string, string>> {
+    const byQueue = new Map<string, Map<string, string>>();
+    for (const [jobName, workloads] of this.workloadsByJob) {
+      for (const workload of workloads.values()) {
+        const queue = workload.spec?.queueName;
+        const name = workload.metadata?.name;
+        if (queue === undefined || name === undefined || isSettled(workload)) continue;
+        byQueue.set(queue, (byQueue.get(queue) ?? new Map()).set(name, jobName));
+      }
+    }
+    return byQueue;
+  }
+
+  /** What Kueue says of a job: its Workload, position and preemptor (a Job of this namespace, by uid). */
+  private kueueObjectsOf(jobName: string): KueueObjects {
+    const workload = [...(this.workloadsByJob.get(jobName)?.values() ?? [])][0];
+    if (!workload) return {};
+    const position = this.queuePositions?.positionOf(workload.metadata?.name);
+    const preemptorUid = preemptorUidOf(workload);
+    const preemptor =
+      preemptorUid === undefined ? undefined : this.jobs.list(this.props.namespace).find((job) => job.metadata?.uid === preemptorUid);
+    return {
+      workload,
+      ...(position !== undefined && { position }),
+      ...(preemptor?.metadata?.name !== undefined && { preemptor: preemptor.metadata.name }),
+    };
   }
 
   onUpdate(listener: Listener): () => void {
@@ -172,12 +242,14 @@ export class JobWatch {
 
   async start(): Promise<void> {
     this.stopped = false;
-    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start(), this.jobEvents.start()]);
+    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start(), this.jobEvents.start(), this.workloads?.start()]);
+    this.queuePositions?.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop(), this.jobEvents.stop()]);
+    this.queuePositions?.stop();
+    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop(), this.jobEvents.stop(), this.workloads?.stop()]);
   }
 
   /** Every tracked job's latest status. */
@@ -249,7 +321,12 @@ export class JobWatch {
     }
     const pods = [...(this.podsByJob.get(jobName)?.values() ?? [])];
     const events = [...(this.eventsByJob.get(jobName)?.values() ?? [])];
-    const update = { job, status: deriveJobStatus({ job, pods, events }, jobIdOf(job)), events };
+    const objects = { job, pods, events };
+    const status = deriveJobStatus(
+      this.workloads && queuedByKueue(job) ? { ...objects, kueue: this.kueueObjectsOf(jobName) } : objects,
+      jobIdOf(job),
+    );
+    const update = { job, status, events };
     this.latest.set(jobName, update);
     for (const listener of this.listeners) listener(update);
   }

@@ -40,6 +40,14 @@ export interface LiveStatusProps {
    * @default none declared: only present nodes and the autoscaler tell
    */
   readonly gpuNodeCapacity?: GpuNodeCapacity;
+  /**
+   * Training Jobs are queued by Kueue: their Workloads are watched and the queue positions of those
+   * waiting polled (job-watch.ts).
+   * @default false
+   */
+  readonly kueue?: boolean;
+  /** @default 2_000 */
+  readonly queuePollIntervalMs?: number;
   /** @default no log */
   readonly log?: Log;
 }
@@ -60,7 +68,14 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     ...(props.maxRestartDelayMs !== undefined && { maxRestartDelayMs: props.maxRestartDelayMs }),
   };
   const log = props.log ?? noLog;
-  const watch = new JobWatch({ kubeConfig: props.kubeConfig, namespace: props.namespace, log, ...restartDelays });
+  const watch = new JobWatch({
+    kubeConfig: props.kubeConfig,
+    namespace: props.namespace,
+    log,
+    ...restartDelays,
+    ...(props.kueue !== undefined && { kueue: props.kueue }),
+    ...(props.queuePollIntervalMs !== undefined && { queuePollIntervalMs: props.queuePollIntervalMs }),
+  });
   const stream = new StatusStream(watch);
   const feed = new TransitionFeed(stream);
   const metrics = props.metrics;

@@ -3,7 +3,7 @@
  * the metrics consume, so what is pushed is what GET says. An event is
  *   - a new transition: the derived history gained a (phase, reason, attempt) it did not have,
  *     including one that replaces a transient entry (retrying -> failed at the same place), or
- *   - an update: the latest transition's message or exit code changed.
+ *   - an update: the latest transition's message, exit code or queue (a Kueue position or flavor) changed.
  * Each gets the job's next sequence number; a number never stands for two events. The numbers
  * continue from the delivery record on the Job (delivery-record.ts), so a restarted replica, or
  * another one, goes on from what the backend acknowledged instead of counting from 1 again.
@@ -24,7 +24,7 @@ export interface StreamEvent extends Sequenced {
   readonly job: V1Job;
   /** When this replica pushed it (epoch ms): an update's transition began long before. */
   readonly pushedAt: number;
-  /** An update of the latest transition's message or exit code rather than a new transition. */
+  /** An update of the latest transition's message, exit code or queue rather than a new transition. */
   readonly update: boolean;
   /** The transition before this one in the job's history, for the metrics' from-phase and waits. */
   readonly previous: Transition | undefined;
@@ -42,8 +42,12 @@ export interface JobStream {
 
 export type Emitted = Omit<StreamEvent, "jobId" | "job" | "pushedAt">;
 
-const contentDiffers = (a: Pick<Transition, "message" | "exitCode">, b: Pick<Transition, "message" | "exitCode">) =>
-  a.message !== b.message || a.exitCode !== b.exitCode;
+type Content = Pick<Transition, "message" | "exitCode" | "queue">;
+
+const sameQueue = (a: Content["queue"], b: Content["queue"]) =>
+  a?.name === b?.name && a?.position === b?.position && a?.flavor === b?.flavor;
+
+const contentDiffers = (a: Content, b: Content) => a.message !== b.message || a.exitCode !== b.exitCode || !sameQueue(a.queue, b.queue);
 
 function emitted(view: readonly Sequenced[], index: number, update: boolean): Emitted {
   const entry = view[index] as Sequenced;

@@ -7,6 +7,7 @@
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
+import { type KueueObjects, kueueWait, podsOfCurrentAdmission, preemptedMessage, preemptionOf, queuedByKueue } from "./kueue-workload.ts";
 import { refusalBetween } from "./pod-admission.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "./status-model.ts";
 
@@ -16,6 +17,8 @@ export interface ClusterObjects {
   readonly pods: readonly V1Pod[];
   /** Events about those pods (FailedScheduling and friends) and about the Job (FailedCreate), any order. */
   readonly events?: readonly CoreV1Event[];
+  /** The Job's Kueue Workload and its queue position, for a Job submitted to a Kueue LocalQueue. */
+  readonly kueue?: KueueObjects;
 }
 
 /** Waiting reasons that mean the trainer cannot start until someone fixes the image or its config. */
@@ -201,6 +204,9 @@ function attemptTransitions(attempt: Attempt, events: readonly CoreV1Event[]): T
 export const STOPPED_MESSAGE = "stopped on request";
 
 const PENDING_MESSAGE = "waiting for the Job controller and the scheduler to give it a pod";
+const KUEUE_PENDING_MESSAGE = "waiting for Kueue to queue it";
+
+const pendingMessage = (job: V1Job) => (queuedByKueue(job) ? KUEUE_PENDING_MESSAGE : PENDING_MESSAGE);
 
 const scheduledMessage = (attempt: Attempt) => `attempt ${attempt.number} scheduled on ${attempt.pod.spec?.nodeName ?? "a node"}`;
 
@@ -220,13 +226,28 @@ const oneTransition = (a: Transition | undefined, b: Transition) =>
 
 /**
  * Everything the cluster says happened to a job, oldest first. Consecutive entries for the same
- * (phase, reason, attempt) are one transition: the first one's time, the latest message and exit code.
+ * (phase, reason, attempt) are one transition: the first one's time, the latest message, exit code and queue.
  */
 function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], current: Transition): Transition[] {
   const events = objects.events ?? [];
   const all: Transition[] = [
-    { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: iso(objects.job.metadata?.creationTimestamp) ?? current.at },
+    {
+      phase: "pending",
+      reason: REASON.created,
+      message: pendingMessage(objects.job),
+      at: iso(objects.job.metadata?.creationTimestamp) ?? current.at,
+    },
   ];
+  // Kueue remembers the latest preemption after re-admitting the job; the preempted run's pods are gone.
+  const preemption = preemptionOf(objects.kueue?.workload);
+  const preemptedAt = iso(preemption?.lastTransitionTime);
+  if (preemption && preemptedAt && current.reason !== REASON.preempted)
+    all.push({
+      phase: "queued",
+      reason: REASON.preempted,
+      message: preemptedMessage(preemption, objects.kueue?.preemptor),
+      at: preemptedAt,
+    });
   attempts.forEach((attempt, index) => {
     // The API server may have refused this attempt's pod for a while before it admitted one.
     const refused = refusalBetween(
@@ -246,11 +267,12 @@ function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], cu
   for (const { t } of sorted) {
     const last = folded.at(-1);
     if (last && oneTransition(last, t)) {
-      const { message: _message, exitCode: _exitCode, ...identity } = last;
+      const { message: _message, exitCode: _exitCode, queue: _queue, ...identity } = last;
       folded[folded.length - 1] = {
         ...identity,
         ...(t.message !== undefined && { message: t.message }),
         ...(t.exitCode !== undefined && { exitCode: t.exitCode }),
+        ...(t.queue !== undefined && { queue: t.queue }),
       };
     } else folded.push(t);
   }
@@ -311,11 +333,17 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[], rec
     };
   }
 
+  if (queuedByKueue(job)) {
+    const wait = kueueWait(job, objects.kueue);
+    if (wait) return { phase: "queued", reason: wait.reason, message: wait.message, queue: wait.queue, at: now(wait.at, created) };
+    // Kueue suspends the Job until it admits it: no Workload yet, or admitted and about to resume it.
+    if (job.spec?.suspend) return { phase: "pending", reason: REASON.created, message: KUEUE_PENDING_MESSAGE, at: now(created, created) };
+  }
   if (job.spec?.suspend) return { phase: "pending", reason: REASON.suspended, message: "the Job is suspended", at: now(created, created) };
   const active = latest && !hasFailed(latest) && latest.pod.status?.phase !== "Succeeded";
   const refusal = active ? undefined : refusalBetween(job, objects.events ?? [], latest?.pod.metadata?.creationTimestamp);
   if (refusal) return refusalTransition(refusal);
-  if (!latest) return { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: now(created, created) };
+  if (!latest) return { phase: "pending", reason: REASON.created, message: pendingMessage(job), at: now(created, created) };
 
   const podPhase = latest.pod.status?.phase;
   const previous = attempts.at(-2);
@@ -355,7 +383,7 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[], rec
     // The scheduler has not decided yet: nothing new has begun, and a transition dated by the pod's
     // creation would move once the PodScheduled condition brings the real time.
     if (previous) return retryOf(previous, latest);
-    return { phase: "pending", reason: REASON.created, message: PENDING_MESSAGE, at: now(created, created) };
+    return { phase: "pending", reason: REASON.created, message: pendingMessage(job), at: now(created, created) };
   }
   const waiting = latest.container?.state?.waiting;
   const at = now(scheduledAt(latest.pod), latest.pod.metadata?.creationTimestamp);
@@ -423,7 +451,7 @@ export function historyOf(status: JobStatus): RecordedHistory {
 
 /** The status the backend sees, rebuilt from the cluster's objects alone. */
 export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStatus {
-  const attempts = attemptsOf(objects.pods);
+  const attempts = attemptsOf(objects.kueue ? podsOfCurrentAdmission(objects.pods, objects.kueue.workload) : objects.pods);
   const recorded = parseRecordedHistory(objects.job.metadata?.annotations?.[ANNOTATION.history]);
   const current = currentPhase(objects, attempts, recorded);
   const latest = attempts.at(-1);
@@ -452,6 +480,7 @@ export function deriveJobStatus(objects: ClusterObjects, jobId: number): JobStat
     ...(node !== undefined && { node }),
     ...(start !== undefined && { startTime: iso(start) }),
     ...(completion !== undefined && { completionTime: iso(completion) }),
+    ...(current.queue !== undefined && { queue: current.queue }),
     transitions,
   };
 }

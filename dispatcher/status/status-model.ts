@@ -32,7 +32,22 @@ export const REASON = {
   quotaExceeded: "QuotaExceeded",
   /** The API server refuses the pod (LimitRange, Pod Security, a webhook); failed at once when it never could admit it. */
   podRejected: "PodRejected",
+  /** Queued by Kueue: its queue has no room now (Kueue's message says which flavor and how much more is needed). */
+  waitingForQuota: "WaitingForQuota",
+  /** Kueue's verdict that no flavor can ever take the job (too large for any quota, no matching flavor): it fails fast. */
+  inadmissible: "Inadmissible",
 } as const;
+
+/** Where a job waits in Kueue: its LocalQueue, its place there and the flavor it waits for. */
+export const queueSchema = z.object({
+  /** The LocalQueue, in the job's namespace. */
+  name: z.string(),
+  /** 1 = next to be admitted; absent until Kueue's visibility API has listed the job. */
+  position: z.number().int().positive().optional(),
+  /** The ResourceFlavor whose quota the job waits for (`gpu-t4`, `cpu`); absent for a GPU job of any type until Kueue names one. */
+  flavor: z.string().optional(),
+});
+export type Queue = z.infer<typeof queueSchema>;
 
 export const transitionSchema = z.object({
   phase: z.enum(PHASES),
@@ -42,6 +57,8 @@ export const transitionSchema = z.object({
   attempt: z.number().int().positive().optional(),
   /** The exit code of the attempt that ended with this transition. */
   exitCode: z.number().int().optional(),
+  /** While queued by Kueue: the queue, position and flavor as they were at this transition's latest update. */
+  queue: queueSchema.optional(),
   at: z.iso.datetime(),
 });
 export type Transition = z.infer<typeof transitionSchema>;
@@ -60,6 +77,8 @@ export const jobStatusSchema = z.object({
   node: z.string().optional(),
   startTime: z.iso.datetime().optional(),
   completionTime: z.iso.datetime().optional(),
+  /** While queued by Kueue (reasons WaitingForQuota, Preempted, Inadmissible): where it waits. */
+  queue: queueSchema.optional(),
   transitions: z.array(transitionSchema),
 });
 export type JobStatus = z.infer<typeof jobStatusSchema>;

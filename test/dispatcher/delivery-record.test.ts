@@ -105,3 +105,35 @@ describe("the status stream's numbers", () => {
     expect(advanceStream(quiet.stream, history).events).toMatchObject([{ sequence: 4, transition: { phase: "completed" } }]);
   });
 });
+
+describe("the status stream with Kueue's queue", () => {
+  const waiting = (position: number | undefined, flavor = "gpu-t4"): Transition => ({
+    phase: "queued",
+    reason: "WaitingForQuota",
+    message: "insufficient unused quota for nvidia.com/gpu in flavor gpu-t4, 8 more needed",
+    queue: { name: "project-b", ...(position !== undefined && { position }), flavor },
+    at: at(1),
+  });
+  const created = transition("pending", 0);
+
+  it("pushes a change of position or flavor as an update of the queued transition, and nothing when neither changed", () => {
+    const first = seedStream(undefined, [created, waiting(undefined)]);
+    expect(first.events.map((event) => event.sequence)).toEqual([1, 2]);
+    const placed = advanceStream(first.stream, [created, waiting(2)]);
+    expect(placed.events).toMatchObject([{ sequence: 3, update: true, transition: { queue: { position: 2 } } }]);
+    const moved = advanceStream(placed.stream, [created, waiting(1)]);
+    expect(moved.events).toMatchObject([{ sequence: 4, update: true, transition: { queue: { position: 1 } } }]);
+    const otherFlavor = advanceStream(moved.stream, [created, waiting(1, "gpu-a100")]);
+    expect(otherFlavor.events).toMatchObject([{ sequence: 5, update: true, transition: { queue: { flavor: "gpu-a100" } } }]);
+    expect(advanceStream(otherFlavor.stream, [created, waiting(1, "gpu-a100")]).events).toEqual([]);
+  });
+
+  it("records the queue delivered, so a restarted replica pushes only a position the backend has not had", () => {
+    const record = parseDeliveryRecord(JSON.stringify(deliveryRecord(3, waiting(2), [1, 3])));
+    expect(record?.last?.queue).toEqual({ name: "project-b", position: 2, flavor: "gpu-t4" });
+    expect(seedStream(record, [created, waiting(2)]).events).toEqual([]);
+    expect(seedStream(record, [created, waiting(1)]).events).toMatchObject([
+      { sequence: 4, update: true, transition: { queue: { position: 1 } } },
+    ]);
+  });
+});

@@ -1,126 +1,21 @@
-import type { CoreV1Event, V1ContainerState, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
+import type { CoreV1Event, V1Job } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { deriveJobStatus, historyOf } from "../../dispatcher/status/job-status.ts";
-
-// Realistic objects as the API server returns them, built at fixed times: t(0) is the Job's creation.
-const t = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds));
-const at = (seconds: number) => t(seconds).toISOString();
-
-function job(
-  extra: { conditions?: V1JobCondition[]; suspend?: boolean; annotations?: Record<string, string>; completionTime?: Date } = {},
-): V1Job {
-  return {
-    apiVersion: "batch/v1",
-    kind: "Job",
-    metadata: {
-      name: "training-job-7",
-      namespace: "training",
-      uid: "job-uid-7",
-      creationTimestamp: t(0),
-      ...(extra.annotations && { annotations: extra.annotations }),
-    },
-    spec: { backoffLimit: 3, suspend: extra.suspend ?? false, template: { spec: { containers: [] } } },
-    status: {
-      startTime: t(0),
-      ...(extra.conditions && { conditions: extra.conditions }),
-      ...(extra.completionTime && { completionTime: extra.completionTime }),
-    },
-  };
-}
-
-const cond = (type: string, reason: string, seconds: number, message?: string): V1JobCondition => ({
-  type,
-  status: "True",
-  reason,
-  lastTransitionTime: t(seconds),
-  ...(message && { message }),
-});
-
-interface PodShape {
-  created: number;
-  phase: "Pending" | "Running" | "Succeeded" | "Failed";
-  scheduledAt?: number;
-  unschedulable?: string;
-  state?: V1ContainerState;
-  disrupted?: boolean;
-  node?: string;
-}
-
-let podCount = 0;
-function pod(shape: PodShape): V1Pod {
-  podCount += 1;
-  const conditions = [
-    ...(shape.unschedulable
-      ? [
-          {
-            type: "PodScheduled",
-            status: "False",
-            reason: "Unschedulable",
-            message: shape.unschedulable,
-            lastTransitionTime: t(shape.created),
-          },
-        ]
-      : []),
-    ...(shape.scheduledAt !== undefined ? [{ type: "PodScheduled", status: "True", lastTransitionTime: t(shape.scheduledAt) }] : []),
-    ...(shape.disrupted
-      ? [{ type: "DisruptionTarget", status: "True", reason: "PreemptionByScheduler", lastTransitionTime: t(shape.created + 1) }]
-      : []),
-  ];
-  return {
-    metadata: { name: `training-job-7-pod${podCount}`, namespace: "training", creationTimestamp: t(shape.created) },
-    spec: { containers: [{ name: "trainer" }], ...(shape.scheduledAt !== undefined && { nodeName: shape.node ?? "gpu-node-1" }) },
-    status: {
-      phase: shape.phase,
-      conditions,
-      ...(shape.state && {
-        containerStatuses: [{ name: "trainer", image: "i", imageID: "", ready: false, restartCount: 0, state: shape.state }],
-      }),
-    },
-  };
-}
-
-const running = (from: number): V1ContainerState => ({ running: { startedAt: t(from) } });
-const exited = (from: number, to: number, exitCode: number, reason = exitCode === 0 ? "Completed" : "Error"): V1ContainerState => ({
-  terminated: { startedAt: t(from), finishedAt: t(to), exitCode, reason },
-});
-const waiting = (reason: string, message: string): V1ContainerState => ({ waiting: { reason, message } });
-
-function failedScheduling(podName: string, first: number, message: string): CoreV1Event {
-  return {
-    metadata: { name: `${podName}.1`, namespace: "training" },
-    involvedObject: { kind: "Pod", name: podName, namespace: "training" },
-    reason: "FailedScheduling",
-    message,
-    type: "Warning",
-    firstTimestamp: t(first),
-    lastTimestamp: t(first + 5),
-  };
-}
-
-function jobEvent(reason: string, first: number, last: number, message: string, type = "Warning"): CoreV1Event {
-  return {
-    metadata: { name: `training-job-7.${reason}.${first}`, namespace: "training" },
-    involvedObject: { kind: "Job", name: "training-job-7", namespace: "training", uid: "job-uid-7", apiVersion: "batch/v1" },
-    reason,
-    message,
-    type,
-    source: { component: "job-controller" },
-    firstTimestamp: t(first),
-    lastTimestamp: t(last),
-    count: 1,
-  };
-}
-const failedCreate = (first: number, last: number, message: string) => jobEvent("FailedCreate", first, last, message);
-const successfulCreate = (at: number) => jobEvent("SuccessfulCreate", at, at, "Created pod: training-job-7-ok123", "Normal");
-
-/** The TrainingJob construct's podFailurePolicy. */
-const CONFIGURATION_POLICY = {
-  rules: [
-    { action: "FailJob", onExitCodes: { containerName: "trainer", operator: "In", values: [2, 3] } },
-    { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
-  ],
-};
+import {
+  at,
+  CONFIGURATION_POLICY,
+  cond,
+  exited,
+  failedCreate,
+  failedScheduling,
+  job,
+  pod,
+  running,
+  successfulCreate,
+  t,
+  waiting,
+} from "./status-fixtures.ts";
 
 const phases = (status: ReturnType<typeof deriveJobStatus>) => status.transitions.map((tr) => tr.phase);
 
