@@ -13,7 +13,7 @@ import pytest
 from backend import RecordingBackend
 from conftest import Dispatcher, in_order_within, new_job_id, training_request, wait_for
 from training_dispatcher import DispatcherClient
-from training_dispatcher.receiver import CallbackReceiver, LogCallback, StatusCallback, verify_and_parse
+from training_dispatcher.receiver import CallbackError, CallbackReceiver, LogCallback, StatusCallback, verify_and_parse
 
 
 def test_a_backend_outage_loses_nothing_and_applies_each_transition_once(
@@ -114,6 +114,28 @@ def test_a_failing_hook_records_nothing_so_the_redelivery_applies_it() -> None:
         receiver.handle("status", 9, {"x-internal-token": "token"}, body)
     assert receiver.handle("status", 9, {"x-internal-token": "token"}, body) == (200, {"applied": True, "sequence": 1})
     assert calls == [1, 1]
+
+
+def test_a_queued_status_carries_kueues_queue_and_an_older_one_none() -> None:
+    body = {
+        "status": "queued",
+        "reason": "WaitingForQuota",
+        "message": "insufficient unused quota for nvidia.com/gpu in flavor gpu-t4, 8 more needed",
+        "queue": {"name": "project-2", "position": 2, "flavor": "gpu-t4"},
+        "at": "2026-01-01T00:00:00Z",
+        "sequence": 3,
+    }
+    _, queued = verify_and_parse("status", "7", {"x-internal-token": "t"}, json.dumps(body).encode(), "t")
+    assert isinstance(queued, StatusCallback)
+    assert queued.queue is not None
+    assert (queued.queue.name, queued.queue.position, queued.queue.flavor) == ("project-2", 2, "gpu-t4")
+    _, running = verify_and_parse(
+        "status", "7", {"x-internal-token": "t"}, json.dumps({**body, "status": "running", "queue": None}).encode(), "t"
+    )
+    assert isinstance(running, StatusCallback) and running.queue is None
+    with pytest.raises(CallbackError) as refused:
+        verify_and_parse("status", "7", {"x-internal-token": "t"}, json.dumps({**body, "queue": {"position": 0}}).encode(), "t")
+    assert refused.value.field is not None and refused.value.field.startswith("queue")
 
 
 def test_verify_and_parse_serves_other_frameworks() -> None:

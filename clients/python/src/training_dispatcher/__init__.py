@@ -28,7 +28,7 @@ from .errors import (
     UnsupportedMediaTypeError,
     UriTooLongError,
 )
-from .models import DryRunResult, JobStatus, TrainingRequest, Transition
+from .models import DryRunResult, JobStatus, Queue, TrainingRequest, Transition
 
 __all__ = [
     "AsyncDispatcherClient",
@@ -46,6 +46,7 @@ __all__ = [
     "MethodNotAllowedError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "Queue",
     "QuotaExceededError",
     "RequestTimeoutError",
     "RetryPolicy",

@@ -72,6 +72,15 @@ class JsonValue(RootModel[Any]):
     root: Annotated[Any, Field(description="any JSON value")]
 
 
+class Queue(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    flavor: str | None = None
+    name: str
+    position: Annotated[int | None, Field(gt=0, le=9007199254740991)] = None
+
+
 class Executors(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -243,6 +252,7 @@ class Transition(BaseModel):
         "failed",
         "stopped",
     ]
+    queue: Queue | None = None
     reason: str
 
 
@@ -267,6 +277,7 @@ class TransitionEvent(BaseModel):
         "failed",
         "stopped",
     ]
+    queue: Queue | None = None
     reason: str
     sequence: Annotated[int, Field(gt=0, le=9007199254740991)]
 
@@ -367,6 +378,7 @@ class JobStatus(BaseModel):
         "failed",
         "stopped",
     ]
+    queue: Queue | None = None
     reason: str
     startTime: AwareDatetime | None = None
     transitions: list[Transition]

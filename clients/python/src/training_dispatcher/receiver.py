@@ -22,6 +22,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .models import Queue
+
 #: The header the dispatcher sends its BACKEND_TOKEN in.
 TOKEN_HEADER = "x-internal-token"  # noqa: S105 (a header name, not a secret)
 #: The prefix of the dispatcher's own lines on the logs endpoint (the trainer's lines have none).
@@ -43,6 +45,8 @@ class StatusCallback(BaseModel):
     message: str | None = None
     attempt: int | None = None
     exitCode: int | None = None
+    #: While queued by Kueue: the LocalQueue, the 1-based position in it and the flavor waited for.
+    queue: Queue | None = None
     at: str
     sequence: int
 
