@@ -61,9 +61,10 @@ export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set([
 /**
  * Label key prefixes (DNS domains) a request may not use, nor any subdomain of them:
  * Kubernetes' own (`kubernetes.io/`, `app.kubernetes.io/`, `node-role.kubernetes.io/`,
- * `k8s.io/`, `cluster-autoscaler.k8s.io/`, ...) and the platform's.
+ * `k8s.io/`, `cluster-autoscaler.k8s.io/`, ...), Kubernetes SIG projects' (`kueue.x-k8s.io/`: a request
+ * naming a queue or a priority class itself would pick its own quota) and the platform's.
  */
-export const RESERVED_LABEL_DOMAINS: readonly string[] = ["kubernetes.io", "k8s.io", ANNOTATION_PREFIX];
+export const RESERVED_LABEL_DOMAINS: readonly string[] = ["kubernetes.io", "k8s.io", "x-k8s.io", ANNOTATION_PREFIX];
 
 /** Whether a label key's prefix is a reserved domain or one of its subdomains. */
 export function hasReservedLabelPrefix(key: string): boolean {

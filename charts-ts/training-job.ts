@@ -6,6 +6,7 @@ import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
 import { canonicalJson } from "./canonical-json.ts";
 import { trainerImage } from "./catalogue.ts";
+import { localQueueName, QUEUE_NAME_LABEL, queueProjectOf, WORKLOAD_PRIORITY_CLASS_LABEL } from "./kueue-contract.ts";
 import { ANNOTATION, LABEL, TRAINING_JOB_APP, trainingJobName } from "./labels.ts";
 import { durationSeconds, type TrainingRequest } from "./request.ts";
 import { type PlatformSettings, type PlatformSettingsProps, platformSettings, priorityClassName } from "./settings.ts";
@@ -102,16 +103,36 @@ function placement(request: TrainingRequest): Pick<k8s.PodSpec, "nodeSelector" |
   };
 }
 
+/**
+ * With queueing on, Kueue decides when the Job runs: the Job names its project's LocalQueue and
+ * its WorkloadPriorityClass, and is created suspended until Kueue admits it.
+ */
+function queueing(request: TrainingRequest, settings: PlatformSettings): { labels: Record<string, string>; suspend?: true } {
+  if (!settings.queueing) return { labels: {} };
+  if (request.projectId === undefined)
+    throw new Error("projectId: required while queueing is on: a job waits in its project's queue (LocalQueue project-<projectId>)");
+  return {
+    labels: {
+      [QUEUE_NAME_LABEL]: localQueueName(queueProjectOf(request.projectId)),
+      [WORKLOAD_PRIORITY_CLASS_LABEL]: priorityClassName(request.priority),
+    },
+    suspend: true,
+  };
+}
+
 /** The one place a request becomes a Job. */
 function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.KubeJobProps {
   const labels = { ...request.labels, ...platformLabels(request) };
+  const queue = queueing(request, settings);
   return {
     metadata: {
       name: trainingJobName(request.jobId),
-      labels,
+      // Only the Job is queued: its pods exist once Kueue has admitted it and need no queue labels.
+      labels: { ...labels, ...queue.labels },
       annotations: { [ANNOTATION.request]: canonicalJson(request) },
     },
     spec: {
+      ...(queue.suspend && { suspend: queue.suspend }),
       ttlSecondsAfterFinished: settings.ttlSecondsAfterFinished,
       backoffLimit: settings.backoffLimit,
       activeDeadlineSeconds: durationSeconds(request.maxRuntime),

@@ -57,6 +57,8 @@ async function main(): Promise<void> {
       metrics,
       startupDeadlineSeconds: config.startupDeadlineSeconds,
       gpuNodeCapacity: config.gpuNodeCapacity,
+      // Queued Jobs wait in Kueue: their Workloads and queue positions tell why.
+      kueue: config.platform.queueing,
       log: jsonLinesLog,
       ...(config.backendUrl !== undefined && {
         backend: {

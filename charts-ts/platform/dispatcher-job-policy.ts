@@ -1,5 +1,6 @@
 import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
+import { QUEUE_NAME_LABEL } from "../kueue-contract.ts";
 import type { PlatformSettings } from "../settings.ts";
 
 export interface DispatcherJobPolicyProps {
@@ -74,7 +75,23 @@ export function dispatcherJobRules(platform: PlatformSettings): k8s.Validation[]
         "size(c.?securityContext.?capabilities.?add.orValue([])) == 0",
       ),
     ),
+    ...(platform.queueing ? [queueingRule(rule)] : []),
   ];
+}
+
+/**
+ * With queueing on, Kueue's quotas are the dispatcher's limit: a Job that skipped its queue (no
+ * queue label, not suspended), left it, or was unsuspended by the dispatcher itself would run
+ * without admission. Only Kueue unsuspends, under its own identity, which this policy does not judge.
+ */
+function queueingRule(rule: (message: string, ...conditions: string[]) => k8s.Validation): k8s.Validation {
+  const queue = (object: string) => `${object}.metadata.?labels[?${cel(QUEUE_NAME_LABEL)}].orValue("")`;
+  const suspended = (object: string) => `${object}.spec.?suspend.orValue(false)`;
+  return rule(
+    `queued by Kueue: created suspended with the label ${QUEUE_NAME_LABEL}, which never changes, and never unsuspended but by Kueue`,
+    `request.operation == "CREATE" ? (${queue("object")} != "" && ${suspended("object")}) : ` +
+      `(${queue("object")} == ${queue("oldObject")} && (${suspended("object")} || !${suspended("oldObject")}))`,
+  );
 }
 
 /** The policy's and its binding's name: cluster-scoped, so the namespace keeps two platforms' apart. */

@@ -9,6 +9,11 @@ export interface DispatcherRbacProps {
    * @default "training-dispatcher"
    */
   readonly serviceAccountName?: string;
+  /**
+   * Jobs are queued by Kueue (the platform setting `queueing`): add DISPATCHER_QUEUEING_RULES.
+   * @default false
+   */
+  readonly queueing?: boolean;
 }
 
 /**
@@ -26,6 +31,18 @@ export const DISPATCHER_RULES: readonly k8s.PolicyRule[] = [
   { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
   { apiGroups: [""], resources: ["events"], verbs: ["list", "watch"] },
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+];
+
+/**
+ * With queueing on: read the LocalQueues (submit refuses a project without one), find a Job's
+ * Workload and deactivate it (stop, fail-fast: Kueue owns the Job's `suspend`), and read a queue's
+ * pending workloads with their positions from Kueue's visibility API. Workloads' status (admission)
+ * stays Kueue's: `patch` on `workloads` does not reach the `workloads/status` subresource.
+ */
+export const DISPATCHER_QUEUEING_RULES: readonly k8s.PolicyRule[] = [
+  { apiGroups: ["kueue.x-k8s.io"], resources: ["workloads"], verbs: ["get", "list", "watch", "patch"] },
+  { apiGroups: ["kueue.x-k8s.io"], resources: ["localqueues"], verbs: ["get", "list", "watch"] },
+  { apiGroups: ["visibility.kueue.x-k8s.io"], resources: ["localqueues/pendingworkloads"], verbs: ["get"] },
 ];
 
 /**
@@ -48,7 +65,10 @@ export class DispatcherRbac extends Construct {
     this.serviceAccountName = props.serviceAccountName ?? "training-dispatcher";
     const metadata = { name: this.serviceAccountName, namespace: props.namespace };
     new k8s.KubeServiceAccount(this, "ServiceAccount", { metadata, automountServiceAccountToken: true });
-    new k8s.KubeRole(this, "Role", { metadata, rules: [...DISPATCHER_RULES] });
+    new k8s.KubeRole(this, "Role", {
+      metadata,
+      rules: [...DISPATCHER_RULES, ...(props.queueing ? DISPATCHER_QUEUEING_RULES : [])],
+    });
     new k8s.KubeRoleBinding(this, "RoleBinding", {
       metadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: this.serviceAccountName },

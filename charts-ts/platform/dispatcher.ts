@@ -67,6 +67,8 @@ export class Dispatcher extends Construct {
       [DISPATCHER_ENV.apiTokenFile]: `${SECRETS_DIR}/api-token`,
       [DISPATCHER_ENV.backendTokenFile]: `${SECRETS_DIR}/backend-token`,
       ...(props.gpuNodeCapacity !== undefined && { [DISPATCHER_ENV.gpuNodeCapacity]: gpuNodeCapacityEnv(props.gpuNodeCapacity) }),
+      // Unset means off, so a chart without queueing renders the Deployment it always did.
+      ...(platform.queueing && { [DISPATCHER_ENV.queueing]: "true" }),
     };
     const probe = (path: string): k8s.Probe => ({
       httpGet: { path, port: k8s.IntOrString.fromString("http") },

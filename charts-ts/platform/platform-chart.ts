@@ -83,7 +83,7 @@ export class PlatformChart extends Chart {
       backend: props.backend ?? { namespace: "backend", podLabels: { app: "backend" }, port: 8000 },
       mlflow: props.mlflow ?? { namespace: "mlflow", podLabels: { "app.kubernetes.io/name": "mlflow" }, port: 5000 },
     });
-    const rbac = new DispatcherRbac(this, "DispatcherRbac", { namespace });
+    const rbac = new DispatcherRbac(this, "DispatcherRbac", { namespace, queueing });
     new DispatcherJobPolicy(this, "DispatcherJobPolicy", { platform, serviceAccountName: rbac.serviceAccountName });
     new Dispatcher(this, "Dispatcher", {
       platform,

@@ -15,6 +15,7 @@ import {
   type V1Job,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { KUEUE_API_VERSION, localQueueName, queueProjectOf } from "../../charts-ts/kueue-contract.ts";
 import { ANNOTATION, JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobName } from "../../charts-ts/labels.ts";
 import type { TrainingRequest } from "../../charts-ts/request.ts";
 import type { PlatformSettings } from "../../charts-ts/settings.ts";
@@ -24,6 +25,7 @@ import { ApiError, apiServerFailure, apiServerMessage, isMissingNamespace, missi
 import { dryRunPod, jobEventsByName, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
 import { kueueObjectsOf, listWorkloads } from "../live/kueue-api.ts";
+import { WorkloadDeactivation } from "../live/workload-deactivation.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
 import { type KueueObjects, queuedByKueue, type Workload } from "../status/kueue-workload.ts";
@@ -45,6 +47,14 @@ function isApiError(error: unknown, code: number): boolean {
   return error instanceof ApiException && error.code === code;
 }
 
+const [KUEUE_GROUP, KUEUE_VERSION] = KUEUE_API_VERSION.split("/") as [string, string];
+/**
+ * How long a stop waits for Kueue to create a new Job's Workload (it does within moments): the
+ * Workload is what has to be deactivated. Past it the stop is recorded anyway, and the live
+ * status (live/workload-deactivation.ts) deactivates the Workload once it appears.
+ */
+const STOP_WORKLOAD_WAIT_MS = 5_000;
+
 export interface KubernetesExecutorProps {
   readonly kubeConfig: KubeConfig;
   readonly platform: PlatformSettings;
@@ -59,12 +69,14 @@ export class KubernetesExecutor implements JobExecutor {
   private readonly admission: PodAdmission;
   private readonly kubeConfig: KubeConfig;
   private readonly custom: CustomObjectsApi;
+  private readonly workloads: WorkloadDeactivation;
 
   constructor(props: KubernetesExecutorProps) {
     this.kubeConfig = props.kubeConfig;
-    this.custom = props.kubeConfig.makeApiClient(CustomObjectsApi);
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     this.core = props.kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = props.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.workloads = new WorkloadDeactivation(props.kubeConfig, props.platform.namespace);
     this.log = new Log(props.kubeConfig);
     this.platform = props.platform;
     this.admission = new PodAdmission(this.core);
@@ -83,6 +95,7 @@ export class KubernetesExecutor implements JobExecutor {
   }
 
   async submit(request: TrainingRequest): Promise<SubmitResult> {
+    await this.assertQueue(request);
     const manifest = this.render(request) as V1Job;
     await this.assertAdmissible(manifest);
     try {
@@ -105,6 +118,7 @@ export class KubernetesExecutor implements JobExecutor {
 
   /** The manifest and the API server's verdict on it, without creating anything. */
   async dryRun(request: TrainingRequest): Promise<DryRunResult> {
+    await this.assertQueue(request);
     const manifest = this.render(request);
     return { manifest, verdict: await this.verdictOn(manifest) };
   }
@@ -135,6 +149,41 @@ export class KubernetesExecutor implements JobExecutor {
     } catch (error) {
       throw this.failure(error);
     }
+  }
+
+  /**
+   * With queueing on, a job waits in its project's LocalQueue: a request without a project, or
+   * for a project the stack gave no queue, is refused before anything is created, naming the
+   * queues there are. Kueue would otherwise hold the Job forever as inadmissible.
+   */
+  private async assertQueue(request: TrainingRequest): Promise<void> {
+    if (!this.platform.queueing) return;
+    const queue = request.projectId === undefined ? undefined : localQueueName(queueProjectOf(request.projectId));
+    const queueOf = { group: KUEUE_GROUP, version: KUEUE_VERSION, namespace: this.namespace, plural: "localqueues" };
+    try {
+      if (queue !== undefined) {
+        await this.custom.getNamespacedCustomObject({ ...queueOf, name: queue });
+        return;
+      }
+    } catch (error) {
+      if (!isApiError(error, 404)) throw this.failure(error);
+    }
+    let names: string[];
+    try {
+      const list = (await this.custom.listNamespacedCustomObject(queueOf)) as { items: { metadata: { name: string } }[] };
+      names = list.items.map((item) => item.metadata.name).sort();
+    } catch (error) {
+      throw this.failure(error);
+    }
+    const there = `queues in namespace ${this.namespace}: ${names.length > 0 ? names.join(", ") : "none"}`;
+    throw new ApiError(
+      400,
+      "invalid_request",
+      queue === undefined
+        ? `projectId: required while queueing is on: a job waits in its project's queue (LocalQueue project-<projectId>); ${there}`
+        : `projectId: project ${request.projectId} has no queue (no LocalQueue ${queue}); ${there}`,
+      "projectId",
+    );
   }
 
   /** A pod the namespace will never admit is refused before anything is created. */
@@ -201,19 +250,34 @@ export class KubernetesExecutor implements JobExecutor {
     const job = await this.readJob(jobId);
     if (!job) return undefined;
     const status = await this.statusOf(job, jobId);
-    if (status.phase === "stopped") return status;
+    if (status.phase === "stopped") {
+      // A stop that came before Kueue made the Workload is finished by the next one (and by the live status).
+      if (queuedByKueue(job)) await this.deactivateWorkload(job, 0);
+      return status;
+    }
     if (TERMINAL_PHASES.has(status.phase))
       throw new ApiError(409, "conflict", `job ${jobId} has already ${status.phase}; there is nothing to stop`);
+    // Kueue owns a queued Job's suspend: the Workload goes inactive first, and Kueue suspends the Job.
+    // Suspending it beside Kueue would race it: Kueue unsuspends a Job whose Workload is still admitted.
+    const kueueStops = queuedByKueue(job) && (await this.deactivateWorkload(job, STOP_WORKLOAD_WAIT_MS));
     // Suspending makes the Job controller delete the pods gracefully (SIGTERM, then the grace period for a
     // checkpoint) without counting a failure, and keeps the Job, so the job stays queryable as `stopped`.
     const annotations = { [ANNOTATION.stoppedAt]: new Date().toISOString(), [ANNOTATION.history]: JSON.stringify(historyOf(status)) };
-    const patch = { metadata: { annotations }, spec: { suspend: true } };
+    const patch = { metadata: { annotations }, ...(!kueueStops && { spec: { suspend: true } }) };
     try {
       const patched = await this.batch.patchNamespacedJob(
         { name: trainingJobName(jobId), namespace: this.namespace, body: patch },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       return this.statusOf(patched, jobId);
+    } catch (error) {
+      throw this.failure(error);
+    }
+  }
+
+  private async deactivateWorkload(job: V1Job, waitMs: number): Promise<boolean> {
+    try {
+      return await this.workloads.deactivate(job, waitMs);
     } catch (error) {
       throw this.failure(error);
     }

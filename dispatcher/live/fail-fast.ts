@@ -9,31 +9,20 @@
  * - a job Kueue can never admit (no flavor matches it, or it is larger than any quota:
  *   kueue-workload.ts), at once.
  * The Job is suspended (the Job controller removes its pods, no further attempts) and
- * annotated with the reason, which the status derivation reports as `failed`. A Job queued by
- * Kueue also has its Workload deactivated: Kueue owns its `suspend` and would resume an admitted
- * Job, and re-admit a waiting one once quotas changed. Every
+ * annotated with the reason, which the status derivation reports as `failed`; a Job queued by
+ * Kueue also has its Workload deactivated (StoppedWorkloads, workload-deactivation.ts). Every
  * replica may do it: the patch carries the resourceVersion it judged, so only the first
  * verdict lands and its time never changes.
  */
-import {
-  ApiException,
-  BatchV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Job,
-} from "@kubernetes/client-node";
+import { ApiException, BatchV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { type Log, noLog } from "../log.ts";
 import { type FailedFast, historyOf, IMAGE_TROUBLE } from "../status/job-status.ts";
-import { queuedByKueue } from "../status/kueue-workload.ts";
 import { autoscalerVerdict, capacityVerdict, type GpuNodeCapacity, gpuDemandOf } from "../status/node-fit.ts";
 import { podRefusalOf } from "../status/pod-admission.ts";
 import { REASON } from "../status/status-model.ts";
 import type { GpuNodes } from "./gpu-nodes.ts";
 import type { JobUpdate, JobWatch } from "./job-watch.ts";
-import { deactivateWorkload } from "./kueue-api.ts";
 
 const RETRY_MS = 5_000;
 const NO_NODES: GpuNodeCapacity = new Map();
@@ -65,14 +54,11 @@ interface Verdict {
 export class FailFast {
   private readonly props: FailFastProps;
   private readonly batch: BatchV1Api;
-  private readonly custom: CustomObjectsApi;
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private stopped = false;
 
   constructor(props: FailFastProps) {
     this.props = props;
     this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
-    this.custom = props.kubeConfig.makeApiClient(CustomObjectsApi);
     props.watch.onUpdate((update) => this.consider(update));
     props.watch.onRemoved((job) => {
       const name = job.metadata?.name ?? "";
@@ -86,7 +72,6 @@ export class FailFast {
   }
 
   stop(): void {
-    this.stopped = true;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
   }
@@ -176,18 +161,5 @@ export class FailFast {
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
     (this.props.log ?? noLog)("info", "job failed fast", { job: name, reason: failed.reason, detail: failed.message });
-    if (queuedByKueue(current.job)) this.deactivate(current.job);
-  }
-
-  /** The verdict stands on the Job; until Kueue has the Workload deactivated too, try again. */
-  private deactivate(job: V1Job): void {
-    if (this.stopped) return;
-    deactivateWorkload(this.custom, { ...job, metadata: { namespace: this.props.namespace, ...job.metadata } }).catch((error: unknown) => {
-      (this.props.log ?? noLog)("warn", "could not deactivate a failed job's Workload; retrying", {
-        job: job.metadata?.name,
-        error: String(error),
-      });
-      setTimeout(() => this.deactivate(job), RETRY_MS).unref();
-    });
   }
 }

@@ -5,15 +5,12 @@
  */
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
-import { type CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
-import { KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
+import type { CustomObjectsApi, KubeConfig, V1Job } from "@kubernetes/client-node";
+import { JOB_UID_LABEL, KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
 import { type KueueObjects, preemptorUidOf, type Workload } from "../status/kueue-workload.ts";
 
 const [KUEUE_GROUP, KUEUE_VERSION] = KUEUE_API_VERSION.split("/") as [string, string];
 export const WORKLOADS = { group: KUEUE_GROUP, version: KUEUE_VERSION, plural: "workloads" } as const;
-
-/** Kueue labels each Workload with its Job's uid. */
-export const JOB_UID_LABEL = "kueue.x-k8s.io/job-uid";
 
 /** The Job (by name) a Workload was made for. */
 export function jobNameOfWorkload(workload: Workload): string | undefined {
@@ -119,22 +116,4 @@ export function isSettled(workload: Workload): boolean {
   return (
     workload.spec?.active === false || conditions.some((c) => (c.type === "QuotaReserved" || c.type === "Finished") && c.status === "True")
   );
-}
-
-/**
- * Deactivates a Job's Workload (`spec.active: false`): Kueue evicts it, suspends the Job and never
- * admits it again. Kueue owns a queued Job's `suspend`: suspending an admitted Job ourselves would
- * only see Kueue resume it. A Job without a Workload yet has nothing to deactivate: false.
- */
-export async function deactivateWorkload(custom: CustomObjectsApi, job: V1Job): Promise<boolean> {
-  const namespace = job.metadata?.namespace ?? "";
-  const uid = job.metadata?.uid ?? "";
-  const workload = (await listWorkloads(custom, namespace, `${JOB_UID_LABEL}=${uid}`))[0];
-  const name = workload?.metadata?.name;
-  if (name === undefined) return false;
-  await custom.patchNamespacedCustomObject(
-    { ...WORKLOADS, namespace, name, body: { spec: { active: false } } },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-  );
-  return true;
 }

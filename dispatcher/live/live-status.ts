@@ -15,6 +15,7 @@ import { LeaderElection } from "./leader-election.ts";
 import type { DispatcherMetrics } from "./metrics.ts";
 import { StatusStream } from "./status-stream.ts";
 import { TransitionFeed } from "./transition-feed.ts";
+import { StoppedWorkloads } from "./workload-deactivation.ts";
 
 export interface LiveStatusProps {
   readonly kubeConfig: KubeConfig;
@@ -130,6 +131,8 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
     ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
   });
   new HistoryKeeper({ kubeConfig: props.kubeConfig, namespace: props.namespace, watch, log });
+  // Only Jobs queued by Kueue (queueing on) concern it.
+  const stoppedWorkloads = new StoppedWorkloads({ kubeConfig: props.kubeConfig, namespace: props.namespace, watch, log });
   // The nodes first: a job must not be judged against a node list that has not arrived.
   await gpuNodes.start();
   await watch.start();
@@ -145,6 +148,7 @@ export async function startLiveStatus(props: LiveStatusProps): Promise<LiveStatu
       await election?.stop();
       callbacks?.close();
       failFast.stop();
+      stoppedWorkloads.stop();
       await Promise.all([watch.stop(), gpuNodes.stop()]);
     },
   };

@@ -121,6 +121,12 @@ const badRequests: [string, unknown, string, string][] = [
   ["maxRuntime in days", { ...minimal, maxRuntime: "2d" }, "maxRuntime", "duration"],
   ["label owned by the platform", { ...minimal, labels: { "job-id": "7" } }, "labels.job-id", "set by the platform"],
   ["label with a reserved prefix", { ...minimal, labels: { "kubernetes.io/team": "a" } }, "labels.kubernetes.io/team", "reserved"],
+  [
+    "label choosing its own Kueue queue",
+    { ...minimal, labels: { "kueue.x-k8s.io/queue-name": "project-1" } },
+    "labels.kueue.x-k8s.io/queue-name",
+    "reserved",
+  ],
   ["label value with a space", { ...minimal, labels: { team: "a b" } }, "labels.team", "label values"],
   ...[
     // The dispatcher's own pod labels: a trainer carrying them would count in its PodDisruptionBudget.

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { canonicalJson } from "../../charts-ts/canonical-json.ts";
+import { QUEUE_NAME_LABEL, WORKLOAD_PRIORITY_CLASS_LABEL } from "../../charts-ts/kueue-contract.ts";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { PLAN_FULL_EXAMPLE, SAMPLE_REQUESTS } from "../../charts-ts/samples.ts";
@@ -199,5 +200,31 @@ describe("a CPU-only TrainingJob", () => {
     });
     expect(podSpec(job).nodeSelector).toBeUndefined();
     expect(podSpec(job).tolerations).toBeUndefined();
+  });
+});
+
+describe("TrainingJob with queueing (Kueue)", () => {
+  const request = { ...PLAN_FULL_EXAMPLE, projectId: 5, priority: "high" } as TrainingRequestInput;
+
+  it("queues the Job in its project's LocalQueue at its WorkloadPriorityClass, created suspended for Kueue to admit", () => {
+    const job = render(request, { queueing: true });
+    expect(job.metadata.labels).toMatchObject({
+      [QUEUE_NAME_LABEL]: "project-5",
+      [WORKLOAD_PRIORITY_CLASS_LABEL]: "training-high",
+    });
+    expect(job.spec.suspend).toBe(true);
+    // The pods exist only once Kueue has admitted the Job: they carry no queue labels.
+    expect(Object.keys(job.spec.template.metadata.labels)).not.toContain(QUEUE_NAME_LABEL);
+  });
+
+  it("renders exactly today's Job with queueing off: no queue labels, no suspend", () => {
+    const off = render(request, { queueing: false });
+    expect(off).toEqual(render(request));
+    expect(Object.keys(off.metadata.labels).filter((key) => key.startsWith("kueue.x-k8s.io/"))).toEqual([]);
+    expect(off.spec).not.toHaveProperty("suspend");
+  });
+
+  it("refuses a request without projectId while queueing is on, naming the field", () => {
+    expect(() => render({ ...request, projectId: undefined }, { queueing: true })).toThrow(/^projectId: required while queueing is on/);
   });
 });

@@ -136,6 +136,30 @@ describe("PlatformChart with queueing", () => {
     expect(off.filter((object) => object.apiVersion === KUEUE_API_VERSION)).toEqual([]);
   });
 
+  it("tells the dispatcher through TRAINING_QUEUEING, set only when on", () => {
+    const envOf = (objects: Json[]) => ofKind(objects, "Deployment")[0].spec.template.spec.containers[0].env;
+    expect(envOf(on)).toContainEqual({ name: "TRAINING_QUEUEING", value: "true" });
+    expect(envOf(off).map((env: Json) => env.name)).not.toContain("TRAINING_QUEUEING");
+  });
+
+  it("grants the dispatcher Kueue's Workloads, LocalQueues and pending positions only when on", () => {
+    const kueueRules = (objects: Json[]) =>
+      ofKind(objects, "Role")[0].rules.filter((rule: Json) => rule.apiGroups.some((group: string) => group.includes("kueue")));
+    expect(kueueRules(on)).toEqual([
+      { apiGroups: ["kueue.x-k8s.io"], resources: ["workloads"], verbs: ["get", "list", "watch", "patch"] },
+      { apiGroups: ["kueue.x-k8s.io"], resources: ["localqueues"], verbs: ["get", "list", "watch"] },
+      { apiGroups: ["visibility.kueue.x-k8s.io"], resources: ["localqueues/pendingworkloads"], verbs: ["get"] },
+    ]);
+    expect(kueueRules(off)).toEqual([]);
+  });
+
+  it("holds the dispatcher's Jobs to their queue only when on", () => {
+    const messages = (objects: Json[]) =>
+      ofKind(objects, "ValidatingAdmissionPolicy").flatMap((policy) => (policy.spec.validations ?? []).map((v: Json) => v.message));
+    expect(messages(on).filter((message: string) => message.includes("queued by Kueue"))).toHaveLength(1);
+    expect(messages(off).filter((message: string) => message.includes("queued by Kueue"))).toEqual([]);
+  });
+
   it("refuses queues without the flag and the flag without queues", () => {
     expect(() => new PlatformChart(Testing.app(), "platform", { platform: { queueing: true } })).toThrow(/needs queues/);
     expect(() => new PlatformChart(Testing.app(), "platform", { queues })).toThrow(/queueing is off/);

@@ -86,6 +86,15 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("turns queueing on from TRAINING_QUEUEING, the variable the platform chart sets; off by default", () => {
+    expect(loadConfig({ DISPATCHER_API_TOKEN: "t" }, dir).platform.queueing).toBe(false);
+    expect(loadConfig({ DISPATCHER_API_TOKEN: "t", TRAINING_QUEUEING: "true" }, dir).platform.queueing).toBe(true);
+    expect(loadConfig({ DISPATCHER_API_TOKEN: "t", TRAINING_QUEUEING: "false" }, dir).platform.queueing).toBe(false);
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", TRAINING_QUEUEING: "yes" })).toEqual([
+      'TRAINING_QUEUEING="yes": must be true or false (the platform chart\'s queueing setting: Jobs queued by Kueue)',
+    ]);
+  });
+
   it("refuses a token given twice, or an empty one", () => {
     expect(problemsOf({ DISPATCHER_API_TOKEN: "t", DISPATCHER_API_TOKEN_FILE: tokenFile })).toEqual([
       "DISPATCHER_API_TOKEN and DISPATCHER_API_TOKEN_FILE are both set: set one",

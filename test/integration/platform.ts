@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
+import { type Chart, Yaml } from "cdk8s";
 
 export const DIST_DIR = join(import.meta.dirname, "..", "..", "dist");
 const FIELD_MANAGER = "integration-tests";
@@ -16,6 +17,11 @@ const FIELD_MANAGER = "integration-tests";
  */
 export function distObjects(file: string): KubernetesObject[] {
   return loadAllYaml(readFileSync(join(DIST_DIR, file), "utf8")) as KubernetesObject[];
+}
+
+/** A chart's objects, read back from its YAML as distObjects reads dist/ (the typed models, for the same reason). */
+export function chartObjects(chart: Chart): KubernetesObject[] {
+  return loadAllYaml(Yaml.stringify(...chart.toJson())) as KubernetesObject[];
 }
 
 export async function applyObjects(kubeConfig: KubeConfig, objects: readonly KubernetesObject[], dryRun = false): Promise<void> {
