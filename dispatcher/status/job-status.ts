@@ -7,7 +7,15 @@
 import type { CoreV1Event, V1ContainerStatus, V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
-import { type KueueObjects, kueueWait, podsOfCurrentAdmission, preemptedMessage, preemptionOf, queuedByKueue } from "./kueue-workload.ts";
+import {
+  admissionOf,
+  type KueueObjects,
+  kueueWait,
+  podsOfCurrentAdmission,
+  preemptedMessage,
+  preemptionOf,
+  queuedByKueue,
+} from "./kueue-workload.ts";
 import { refusalBetween } from "./pod-admission.ts";
 import { type JobStatus, type Phase, REASON, TERMINAL_PHASES, type Transition, transitionSchema } from "./status-model.ts";
 
@@ -333,17 +341,26 @@ function currentPhase(objects: ClusterObjects, attempts: readonly Attempt[], rec
     };
   }
 
+  // Between Kueue's admission and the first pod: neither waiting for quota nor yet for a node.
+  const admission = queuedByKueue(job) ? admissionOf(objects.kueue?.workload) : undefined;
+  const admitted: Transition | undefined = admission && {
+    phase: "pending",
+    reason: REASON.admitted,
+    message: admission.message,
+    at: now(admission.at, created),
+  };
   if (queuedByKueue(job)) {
     const wait = kueueWait(job, objects.kueue);
     if (wait) return { phase: "queued", reason: wait.reason, message: wait.message, queue: wait.queue, at: now(wait.at, created) };
     // Kueue suspends the Job until it admits it: no Workload yet, or admitted and about to resume it.
-    if (job.spec?.suspend) return { phase: "pending", reason: REASON.created, message: KUEUE_PENDING_MESSAGE, at: now(created, created) };
+    if (job.spec?.suspend && !latest)
+      return admitted ?? { phase: "pending", reason: REASON.created, message: KUEUE_PENDING_MESSAGE, at: now(created, created) };
   }
   if (job.spec?.suspend) return { phase: "pending", reason: REASON.suspended, message: "the Job is suspended", at: now(created, created) };
   const active = latest && !hasFailed(latest) && latest.pod.status?.phase !== "Succeeded";
   const refusal = active ? undefined : refusalBetween(job, objects.events ?? [], latest?.pod.metadata?.creationTimestamp);
   if (refusal) return refusalTransition(refusal);
-  if (!latest) return { phase: "pending", reason: REASON.created, message: pendingMessage(job), at: now(created, created) };
+  if (!latest) return admitted ?? { phase: "pending", reason: REASON.created, message: pendingMessage(job), at: now(created, created) };
 
   const podPhase = latest.pod.status?.phase;
   const previous = attempts.at(-2);

@@ -72,6 +72,17 @@ export function isAdmitted(workload: Workload | undefined): boolean {
   return isTrue(conditionOf(workload, "QuotaReserved"));
 }
 
+/** Kueue's admission, while the job holds its quota: Kueue's words and when. */
+export function admissionOf(workload: Workload | undefined): { message: string; at: Date | string | undefined } | undefined {
+  const reserved = conditionOf(workload, "QuotaReserved");
+  if (!isTrue(reserved)) return undefined;
+  const admitted = conditionOf(workload, "Admitted");
+  return {
+    message: `admitted by Kueue (${reserved?.message ?? "quota reserved"}); waiting for the Job controller to give it a pod`,
+    at: (isTrue(admitted) ? admitted?.lastTransitionTime : undefined) ?? reserved?.lastTransitionTime,
+  };
+}
+
 /** What waiting for: a busy quota (false) or a request no flavor will ever take (true). */
 export function neverAdmissible(reserved: WorkloadCondition | undefined): boolean {
   const message = reserved?.message ?? "";

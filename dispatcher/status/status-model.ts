@@ -32,6 +32,8 @@ export const REASON = {
   quotaExceeded: "QuotaExceeded",
   /** The API server refuses the pod (LimitRange, Pod Security, a webhook); failed at once when it never could admit it. */
   podRejected: "PodRejected",
+  /** Admitted by Kueue (quota reserved), no pod yet. */
+  admitted: "Admitted",
   /** Queued by Kueue: its queue has no room now (Kueue's message says which flavor and how much more is needed). */
   waitingForQuota: "WaitingForQuota",
   /** Kueue's verdict that no flavor can ever take the job (too large for any quota, no matching flavor): it fails fast. */

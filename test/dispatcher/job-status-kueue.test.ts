@@ -119,9 +119,18 @@ describe("deriveJobStatus with Kueue", () => {
     expect(keys(status)).toEqual(["pending/Created", "starting/ContainerCreating", "running/Started"]);
   });
 
-  it("is pending, not Suspended, between Kueue's admission and the Job's resumption", () => {
-    const status = deriveJobStatus({ job: kueueJob(true), pods: [], kueue: { workload: workload(admitted(5)) } }, 7);
-    expect(status).toMatchObject({ phase: "pending", reason: "Created" });
+  it("is pending/Admitted, not Suspended, from Kueue's admission until the first pod: a transition after the queue's", () => {
+    for (const suspend of [true, false]) {
+      const status = deriveJobStatus({ job: kueueJob(suspend), pods: [], kueue: { workload: workload(admitted(5)) } }, 7);
+      expect(status).toMatchObject({
+        phase: "pending",
+        reason: "Admitted",
+        message: "admitted by Kueue (Quota reserved in ClusterQueue training-project-a); waiting for the Job controller to give it a pod",
+      });
+      expect(status.queue).toBeUndefined();
+      expect(status.transitions.at(-1)?.at).toBe(at(5));
+      expect(keys(status)).toEqual(["pending/Created", "pending/Admitted"]);
+    }
   });
 
   it("is queued/Preempted when Kueue evicts a running job: by whom, queued again, no retry, the run not counted", () => {

@@ -92,6 +92,18 @@ export class KueueNamespace {
       await this.custom.deleteClusterCustomObject({ group: KUEUE_GROUP, version: KUEUE_VERSION, plural: "clusterqueues", name });
     }
     await this.core.deleteNamespace({ name: this.namespace });
+    // A ClusterQueue goes once its Workloads have (Kueue's finalizer): the next file must not find it in the cohort.
+    await until("the ClusterQueues gone", async () => {
+      const { items } = (await this.custom.listClusterCustomObject({
+        group: KUEUE_GROUP,
+        version: KUEUE_VERSION,
+        plural: "clusterqueues",
+      })) as {
+        items: KubernetesObject[];
+      };
+      const names = new Set(clusterQueueNames(objects));
+      return !items.some((queue) => names.has(queue.metadata?.name ?? ""));
+    });
   }
 
   async workloads(): Promise<Workload[]> {

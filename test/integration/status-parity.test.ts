@@ -3,8 +3,10 @@
 // GET polling end in the same final state; every (phase, reason) GET showed was pushed, in order;
 // SSE ids and callback sequences are one number per event, never repeated.
 import { BatchV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { JOB_NAME_LABEL, trainingJobName } from "../../charts-ts/labels.ts";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
@@ -12,8 +14,9 @@ import { buildServer } from "../../dispatcher/http/server.ts";
 import type { StatusCallback } from "../../dispatcher/live/backend-callbacks.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-status.ts";
 import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
-import { type JobStatus, TERMINAL_PHASES, type Transition } from "../../dispatcher/status/status-model.ts";
-import { applyPlatform } from "./platform.ts";
+import { type JobStatus, type Queue, TERMINAL_PHASES, type Transition } from "../../dispatcher/status/status-model.ts";
+import { KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
+import { applyPlatform, chartObjects } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
 import { type Resources, testRequest } from "./requests.ts";
 import { until } from "./until.ts";
@@ -33,6 +36,22 @@ const executor = new KubernetesExecutor({ kubeConfig, platform });
 let live: LiveStatus;
 let app: ReturnType<typeof buildServer>;
 let base: string;
+
+/** A second dispatcher, with queueing on, in a namespace of its own: Kueue's queues for gpu-node-1's t4 GPUs, project 78. */
+const QUEUED_NAMESPACE = `parity-kueue-${RUN}`;
+const queuedPlatform = platformSettings({ namespace: QUEUED_NAMESPACE, queueing: true });
+const kueue = new KueueNamespace(kubeConfig, QUEUED_NAMESPACE);
+/** The platform chart with queueing on, less its cluster-wide PriorityClasses (dist/'s stay, as the other files expect). */
+const queuedPlatformObjects = () =>
+  chartObjects(
+    new PlatformChart(new App(), "platform", {
+      platform: { namespace: QUEUED_NAMESPACE, queueing: true },
+      queues: { gpuPools: [T4_POOL], projects: ["78", "79"] },
+    }),
+  ).filter((object) => object.kind !== "PriorityClass");
+let queuedLive: LiveStatus;
+let queuedApp: ReturnType<typeof buildServer>;
+let queuedBase: string;
 
 beforeAll(async () => {
   await applyPlatform(kubeConfig);
@@ -56,11 +75,31 @@ beforeAll(async () => {
     feed: live.feed,
   });
   base = await app.listen({ port: 0, host: "127.0.0.1" });
+
+  await kueue.setUp(queuedPlatformObjects());
+  queuedLive = await startLiveStatus({
+    kubeConfig,
+    namespace: QUEUED_NAMESPACE,
+    kueue: true,
+    queuePollIntervalMs: 500,
+    backend: { url: backend.url, minRetryDelayMs: 50, maxRetryDelayMs: 400 },
+  });
+  queuedApp = buildServer({
+    apiToken: token,
+    bodyLimitBytes: 256 * 1024,
+    defaultExecutor: "kubernetes",
+    executors: { kubernetes: new KubernetesExecutor({ kubeConfig, platform: queuedPlatform }) },
+    feed: queuedLive.feed,
+  });
+  queuedBase = await queuedApp.listen({ port: 0, host: "127.0.0.1" });
 });
 
 afterAll(async () => {
   await live.stop();
   await app.close();
+  await queuedLive?.stop();
+  await queuedApp?.close();
+  await kueue.tearDown(queuedPlatformObjects());
   await backend.close();
   const jobs = await batch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `test-run=${RUN}` });
   await Promise.all(
@@ -73,17 +112,17 @@ afterAll(async () => {
 const requestFor = (jobId: number, fate: Record<string, string> = {}, resources?: Resources): TrainingRequestInput =>
   testRequest(jobId, { id: RUN, projectId: 78 }, fate, resources);
 
-async function post(path: string, body?: unknown): Promise<Response> {
-  return fetch(`${base}${path}`, {
+async function post(path: string, body?: unknown, at = base): Promise<Response> {
+  return fetch(`${at}${path}`, {
     method: "POST",
     headers: { ...auth, ...(body !== undefined && { "content-type": "application/json" }) },
     ...(body !== undefined && { body: JSON.stringify(body) }),
   });
 }
 
-async function submit(fate: Record<string, string> = {}, resources?: Resources): Promise<number> {
+async function submit(fate: Record<string, string> = {}, resources?: Resources, at = base): Promise<number> {
   const jobId = ++nextJobId;
-  const response = await post("/v1/jobs", requestFor(jobId, fate, resources));
+  const response = await post("/v1/jobs", requestFor(jobId, fate, resources), at);
   expect(response.status, await response.clone().text()).toBe(201);
   return jobId;
 }
@@ -97,8 +136,8 @@ async function createDirectly(edit: (job: V1Job) => void, resources?: Resources)
   return jobId;
 }
 
-async function getStatus(jobId: number): Promise<JobStatus> {
-  return (await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth })).json() as Promise<JobStatus>;
+async function getStatus(jobId: number, at = base): Promise<JobStatus> {
+  return (await fetch(`${at}/v1/jobs/${jobId}`, { headers: auth })).json() as Promise<JobStatus>;
 }
 
 interface Pushed {
@@ -108,15 +147,16 @@ interface Pushed {
   readonly message?: string;
   readonly attempt?: number;
   readonly exitCode?: number;
+  readonly queue?: Queue;
   readonly at: string;
 }
 
 /** A live subscriber of the job's SSE stream, from its first event. */
-function subscribe(jobId: number) {
+function subscribe(jobId: number, at = base) {
   const events: (Pushed & { id: string })[] = [];
   const controller = new AbortController();
   const done = (async () => {
-    const response = await fetch(`${base}/v1/jobs/${jobId}/events`, { headers: auth, signal: controller.signal });
+    const response = await fetch(`${at}/v1/jobs/${jobId}/events`, { headers: auth, signal: controller.signal });
     expect(response.status).toBe(200);
     let buffer = "";
     try {
@@ -144,12 +184,12 @@ function subscribe(jobId: number) {
 }
 
 /** GET polled until `finished`: every (phase, reason) it showed, in order, and its last answer. */
-async function poll(jobId: number, finished: (status: JobStatus) => boolean, timeoutMs = 90_000) {
+async function poll(jobId: number, finished: (status: JobStatus) => boolean, timeoutMs = 90_000, at = base) {
   const seen: string[] = [];
   const last = await until(
     `job ${jobId} to finish`,
     async () => {
-      const status = await getStatus(jobId);
+      const status = await getStatus(jobId, at);
       const key = `${status.phase}/${status.reason}`;
       if (seen.at(-1) !== key) seen.push(key);
       return finished(status) ? status : undefined;
@@ -160,12 +200,13 @@ async function poll(jobId: number, finished: (status: JobStatus) => boolean, tim
 }
 
 const keyOf = (event: { phase: string; reason: string }) => `${event.phase}/${event.reason}`;
-const comparable = ({ phase, reason, message, attempt, exitCode, at }: Pushed | Transition) => ({
+const comparable = ({ phase, reason, message, attempt, exitCode, queue, at }: Pushed | Transition) => ({
   phase,
   reason,
   message,
   attempt,
   exitCode,
+  queue,
   at,
 });
 const statusOf = (call: StatusCallback): Pushed => ({ ...call, phase: call.status });
@@ -179,9 +220,9 @@ function isSubsequence(needles: readonly string[], haystack: readonly string[]):
 const terminal = (status: JobStatus) => TERMINAL_PHASES.has(status.phase);
 
 /** Follows one job to `finished` with all three observers and checks they agree; returns what was pushed. */
-async function parity(jobId: number, finished: (status: JobStatus) => boolean = terminal): Promise<Pushed[]> {
-  const sse = subscribe(jobId);
-  const { seen, last } = await poll(jobId, finished);
+async function parity(jobId: number, finished: (status: JobStatus) => boolean = terminal, at = base): Promise<Pushed[]> {
+  const sse = subscribe(jobId, at);
+  const { seen, last } = await poll(jobId, finished, undefined, at);
   const final = last.transitions.at(-1) as Transition;
   await until(`SSE to reach ${keyOf(final)}`, () => sse.events.some((event) => keyOf(event) === keyOf(final)));
   await until(`the callbacks to reach ${keyOf(final)}`, () => backend.of(jobId).some((call) => keyOf(statusOf(call)) === keyOf(final)));
@@ -190,7 +231,7 @@ async function parity(jobId: number, finished: (status: JobStatus) => boolean = 
   await sse.close();
   const pushed = sse.events;
   const called = backend.of(jobId).map(statusOf);
-  const again = await getStatus(jobId);
+  const again = await getStatus(jobId, at);
 
   // One number per event, growing, the same on both channels.
   expect(pushed.map((event) => event.id)).toEqual(pushed.map((event) => String(event.sequence)));
@@ -346,6 +387,27 @@ describe("pushed status equals GET", () => {
     for (const holder of holders) expect((await post(`/v1/jobs/${holder}/stop`)).status).toBe(200);
     const pushed = await parity(jobId);
     expect(pushed.map(keyOf)).toContain("queued/QuotaExceeded");
+    expect(pushed.at(-1)).toMatchObject({ phase: "completed" });
+  });
+
+  it("with Kueue: a job queued for quota (its queue position pushed as it changes), then admitted and run once the quota frees", async () => {
+    const holder = await submit({ "kwok-run-duration": "300s" }, { gpu: 8, gpuType: "t4" }, queuedBase);
+    await until("the holder to run", async () => (await getStatus(holder, queuedBase)).phase === "running");
+    const jobId = await submit({}, { gpu: 8, gpuType: "t4" }, queuedBase);
+    const queued = await until("the job queued at position 1", async () => {
+      const status = await getStatus(jobId, queuedBase);
+      return status.reason === "WaitingForQuota" && status.queue?.position === 1 ? status : undefined;
+    });
+    expect(queued.queue).toEqual({ name: "project-78", position: 1, flavor: "gpu-t4" });
+    const sse = subscribe(jobId, queuedBase);
+    await until("the SSE backlog", () => sse.events.some((event) => event.queue?.position === 1));
+    await sse.close();
+    expect((await post(`/v1/jobs/${holder}/stop`, undefined, queuedBase)).status).toBe(200);
+    const pushed = await parity(jobId, terminal, queuedBase);
+    const waiting = pushed.filter((event) => keyOf(event) === "queued/WaitingForQuota");
+    expect(waiting.at(-1)?.queue).toEqual({ name: "project-78", position: 1, flavor: "gpu-t4" });
+    expect(waiting.at(-1)?.message).toMatch(/insufficient unused quota for nvidia\.com\/gpu in flavor gpu-t4/);
+    expect(backend.of(jobId).find((call) => call.queue?.position === 1)).toMatchObject({ status: "queued", reason: "WaitingForQuota" });
     expect(pushed.at(-1)).toMatchObject({ phase: "completed" });
   });
 });
