@@ -18,6 +18,7 @@ import type { JobStatus, Queue, Transition } from "../../dispatcher/status/statu
 import { KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
 import { applyObjects, applyPlatform, chartObjects, distObjects } from "./platform.ts";
 import { serviceAccountConfig } from "./service-account.ts";
+import { type Subscription, subscribeSse } from "./sse.ts";
 import { until } from "./until.ts";
 
 const RUN = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 5)}`;
@@ -109,39 +110,17 @@ const statusOf = (jobId: number, phase: string, reason?: string, queue?: Partial
 type Pushed = Transition & { sequence: number; id: string };
 
 /** Open SSE subscriptions: closed after each test, passed or not, so the server can close. */
-const subscriptions = new Set<AbortController>();
+const subscriptions = new Set<Subscription<unknown>>();
 
-/** A live subscriber of one job's SSE stream. */
+/** A live subscriber of one job's SSE stream, closed after the test whatever happens. */
 function subscribe(jobId: number) {
-  const events: Pushed[] = [];
-  const controller = new AbortController();
-  subscriptions.add(controller);
-  const done = (async () => {
-    const response = await fetch(`${base}/v1/jobs/${jobId}/events`, { headers: auth, signal: controller.signal });
-    let buffer = "";
-    try {
-      for await (const chunk of response.body ?? []) {
-        buffer += Buffer.from(chunk).toString();
-        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const id = block.match(/^id: (.*)$/m)?.[1];
-          const data = block.match(/^data: (.*)$/m)?.[1];
-          if (id !== undefined && data !== undefined) events.push({ id, ...(JSON.parse(data) as Transition & { sequence: number }) });
-        }
-      }
-    } catch (error) {
-      if (!controller.signal.aborted) throw error;
-    }
-  })();
+  const subscription = subscribeSse<Transition & { sequence: number }>(`${base}/v1/jobs/${jobId}/events`, auth);
+  subscriptions.add(subscription);
   return {
-    events,
+    events: subscription.events,
     /** Waits for an event matching `match`. */
-    saw: (what: string, match: (event: Pushed) => boolean) => until(`SSE of job ${jobId}: ${what}`, () => events.find(match)),
-    close: async () => {
-      controller.abort();
-      await done;
-    },
+    saw: (what: string, match: (event: Pushed) => boolean) => until(`SSE of job ${jobId}: ${what}`, () => subscription.events.find(match)),
+    close: () => subscription.close(),
   };
 }
 
@@ -161,7 +140,7 @@ const QUOTA_MESSAGE = /insufficient unused quota for nvidia\.com\/gpu in flavor 
 
 describe("job status with queueing on (real Kueue, through the dispatcher)", () => {
   afterEach(async () => {
-    for (const subscription of subscriptions) subscription.abort();
+    await Promise.all([...subscriptions].map((subscription) => subscription.close()));
     subscriptions.clear();
     await kueue.clearJobs();
   });

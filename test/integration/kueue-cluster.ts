@@ -88,11 +88,13 @@ export class KueueNamespace {
 
   /** Removes the ClusterQueues among `objects` (other runs' queues in the cohort would borrow them) and the namespace. */
   async tearDown(objects: readonly KubernetesObject[]): Promise<void> {
+    // A ClusterQueue goes only once its Workloads have (Kueue's finalizer), and the next file must not
+    // find it in the cohort: the Jobs first, rather than wait for the namespace's slower deletion.
+    await this.clearJobs();
     for (const name of clusterQueueNames(objects)) {
       await this.custom.deleteClusterCustomObject({ group: KUEUE_GROUP, version: KUEUE_VERSION, plural: "clusterqueues", name });
     }
     await this.core.deleteNamespace({ name: this.namespace });
-    // A ClusterQueue goes once its Workloads have (Kueue's finalizer): the next file must not find it in the cohort.
     await until("the ClusterQueues gone", async () => {
       const { items } = (await this.custom.listClusterCustomObject({
         group: KUEUE_GROUP,

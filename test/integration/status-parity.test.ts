@@ -19,6 +19,7 @@ import { KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
 import { applyPlatform, chartObjects } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
 import { type Resources, testRequest } from "./requests.ts";
+import { subscribeSse } from "./sse.ts";
 import { until } from "./until.ts";
 
 const kubeConfig = new KubeConfig();
@@ -152,36 +153,7 @@ interface Pushed {
 }
 
 /** A live subscriber of the job's SSE stream, from its first event. */
-function subscribe(jobId: number, at = base) {
-  const events: (Pushed & { id: string })[] = [];
-  const controller = new AbortController();
-  const done = (async () => {
-    const response = await fetch(`${at}/v1/jobs/${jobId}/events`, { headers: auth, signal: controller.signal });
-    expect(response.status).toBe(200);
-    let buffer = "";
-    try {
-      for await (const chunk of response.body ?? []) {
-        buffer += Buffer.from(chunk).toString();
-        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const id = block.match(/^id: (.*)$/m)?.[1];
-          const data = block.match(/^data: (.*)$/m)?.[1];
-          if (id !== undefined && data !== undefined) events.push({ id, ...(JSON.parse(data) as Pushed) });
-        }
-      }
-    } catch (error) {
-      if (!controller.signal.aborted) throw error;
-    }
-  })();
-  return {
-    events,
-    close: async () => {
-      controller.abort();
-      await done;
-    },
-  };
-}
+const subscribe = (jobId: number, at = base) => subscribeSse<Pushed>(`${at}/v1/jobs/${jobId}/events`, auth);
 
 /** GET polled until `finished`: every (phase, reason) it showed, in order, and its last answer. */
 async function poll(jobId: number, finished: (status: JobStatus) => boolean, timeoutMs = 90_000, at = base) {
