@@ -32,8 +32,9 @@ export class QueuePositions {
   private again = false;
   private lastPoll = 0;
   private stopped = true;
-  /** Polls sent so far, for the tests and the bench (nothing waiting: none). */
+  /** Requests to the visibility API so far (nothing waiting: none), and polls, for the tests. */
   requests = 0;
+  polls = 0;
 
   constructor(props: QueuePositionsProps) {
     this.props = props;
@@ -96,6 +97,7 @@ export class QueuePositions {
       );
       const previous = this.positions;
       this.positions = next;
+      this.polls += 1;
       for (const workload of new Set([...previous.keys(), ...next.keys()])) {
         const job = jobOf.get(workload);
         if (job !== undefined && previous.get(workload) !== next.get(workload)) this.props.changed(job);

@@ -232,6 +232,14 @@ describe("job status with queueing on (real Kueue, through the dispatcher)", () 
     expect(await getStatus(otherLow)).toMatchObject({ phase: "running", attempts: 1 });
   });
 
+  it("asks the visibility API nothing while no job waits", async () => {
+    const positions = live.watch.queuePositions;
+    if (!positions) throw new Error("the live status watches no Workloads");
+    const [polls, requests] = [positions.polls, positions.requests];
+    await until("two more polls", () => positions.polls >= polls + 2);
+    expect(positions.requests).toBe(requests);
+  });
+
   it("fails an inadmissible request fast: a GPU type no queue has is failed/Inadmissible with Kueue's words, its Workload deactivated", async () => {
     const jobId = await submit(A, 2, {
       resources: { gpu: 2, gpuType: "a100", cpu: "2", memory: "4Gi", cpuRequest: "1", memoryRequest: "2Gi" },
