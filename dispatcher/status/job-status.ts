@@ -249,7 +249,7 @@ function transitionsOf(objects: ClusterObjects, attempts: readonly Attempt[], cu
   // Kueue remembers the latest preemption after re-admitting the job; the preempted run's pods are gone.
   const preemption = preemptionOf(objects.kueue?.workload);
   const preemptedAt = iso(preemption?.lastTransitionTime);
-  if (preemption && preemptedAt && current.reason !== REASON.preempted)
+  if (preemption && preemptedAt && !(current.phase === "queued" && current.reason === REASON.preempted))
     all.push({
       phase: "queued",
       reason: REASON.preempted,
