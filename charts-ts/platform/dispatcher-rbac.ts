@@ -109,10 +109,57 @@ export class DispatcherRbac extends Construct {
         matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": props.namespace } } },
       },
     });
+    if (props.queueing) this.workloadsDeactivateOnly(props.namespace);
     new k8s.KubeClusterRoleBinding(this, "NodeReaderBinding", {
       metadata: clusterMetadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterMetadata.name },
       subjects: [{ kind: "ServiceAccount", name: this.serviceAccountName, namespace: props.namespace }],
+    });
+  }
+
+  /**
+   * `patch` on Workloads is for one thing: deactivating a stopped Job's Workload. Any other change
+   * (its pod sets' requests, its queue or priority, reactivating a stopped job, Kueue's finalizer,
+   * labels or owner) would reach around Kueue's quotas, so admission refuses it to the ServiceAccount.
+   */
+  private workloadsDeactivateOnly(namespace: string): void {
+    const metadata = { name: `${this.serviceAccountName}-workloads-deactivate-only-${namespace}` };
+    const unchanged = (path: string) => `object.${path} == oldObject.${path}`;
+    new k8s.KubeValidatingAdmissionPolicy(this, "WorkloadsDeactivateOnly", {
+      metadata,
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: {
+          resourceRules: [{ apiGroups: ["kueue.x-k8s.io"], apiVersions: ["*"], operations: ["UPDATE"], resources: ["workloads"] }],
+        },
+        matchConditions: [
+          {
+            name: "changed-by-the-dispatcher",
+            expression: `request.userInfo.username == "system:serviceaccount:${namespace}:${this.serviceAccountName}"`,
+          },
+        ],
+        validations: [
+          {
+            expression: [
+              ...["podSets", "?queueName", "?priorityClassRef", "?priority", "?maximumExecutionTimeSeconds", "?preemptionGates"].map(
+                (field) => unchanged(`spec.${field}`),
+              ),
+              ...["?labels", "?annotations", "?finalizers", "?ownerReferences"].map((field) => unchanged(`metadata.${field}`)),
+              "(object.spec.?active.orValue(true) == false || oldObject.spec.?active.orValue(true) == true)",
+            ].join(" && "),
+            message: "the training dispatcher may only deactivate a Workload (spec.active false), nothing else",
+            reason: "Forbidden",
+          },
+        ],
+      },
+    });
+    new k8s.KubeValidatingAdmissionPolicyBinding(this, "WorkloadsDeactivateOnlyBinding", {
+      metadata,
+      spec: {
+        policyName: metadata.name,
+        validationActions: ["Deny"],
+        matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": namespace } } },
+      },
     });
   }
 }
