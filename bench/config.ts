@@ -8,11 +8,13 @@
  *   BENCH_CLUSTER_KCM_PORT        integration tests' cluster on the default ports
  *   BENCH_CLUSTER_SCHEDULER_PORT
  *   BENCH_CLUSTER_KWOK_PORT
- *   BENCH_PHASES                  comma list of submit,sustained,propagation,apiserver,memory (all)
+ *   BENCH_PHASES                  comma list of submit,sustained,admission,propagation,apiserver,memory (all)
  *   BENCH_SUBMIT_SAMPLES          (a) measured submissions per path, interleaved          (200)
  *   BENCH_SUBMIT_WARMUP           (a) unmeasured submissions per path first                (10)
  *   BENCH_SUSTAINED_SECONDS       (b) duration of the sustained load                       (30)
  *   BENCH_SUSTAINED_CONCURRENCY   (b) clients submitting at once                           (8)
+ *   BENCH_ADMISSION_JOBS          (f) jobs per stream, Kueue off and on, and held in the backlog (100)
+ *   BENCH_ADMISSION_CONCURRENCY   (f) clients submitting at once                           (8)
  *   BENCH_STATUS_JOBS             (c) short jobs whose completion is timed                 (50)
  *   BENCH_POLL_INTERVAL_SECONDS   (c, d) the baseline poller's sleep between passes        (10, the plan's)
  *   BENCH_TRACK_JOBS              (d) suspended jobs tracked while API requests are counted (1000)
@@ -25,7 +27,7 @@
  */
 import { join } from "node:path";
 
-export const PHASE_NAMES = ["submit", "sustained", "propagation", "apiserver", "memory"] as const;
+export const PHASE_NAMES = ["submit", "sustained", "admission", "propagation", "apiserver", "memory"] as const;
 export type PhaseName = (typeof PHASE_NAMES)[number];
 
 export interface BenchConfig {
@@ -43,6 +45,8 @@ export interface BenchConfig {
   readonly submitWarmup: number;
   readonly sustainedSeconds: number;
   readonly sustainedConcurrency: number;
+  readonly admissionJobs: number;
+  readonly admissionConcurrency: number;
   readonly statusJobs: number;
   readonly pollIntervalSeconds: number;
   readonly trackJobs: number;
@@ -86,6 +90,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     submitWarmup: integer(env, "BENCH_SUBMIT_WARMUP", 10, 0),
     sustainedSeconds: integer(env, "BENCH_SUSTAINED_SECONDS", 30),
     sustainedConcurrency: integer(env, "BENCH_SUSTAINED_CONCURRENCY", 8),
+    admissionJobs: integer(env, "BENCH_ADMISSION_JOBS", 100),
+    admissionConcurrency: integer(env, "BENCH_ADMISSION_CONCURRENCY", 8),
     statusJobs: integer(env, "BENCH_STATUS_JOBS", 50),
     pollIntervalSeconds: integer(env, "BENCH_POLL_INTERVAL_SECONDS", 10),
     trackJobs: integer(env, "BENCH_TRACK_JOBS", 1000),

@@ -21,6 +21,8 @@ import { DispatcherMetrics } from "../dispatcher/live/metrics.ts";
 export interface DispatcherProcessOptions {
   readonly kubeconfig: string;
   readonly namespace: string;
+  /** Jobs queued by Kueue (TRAINING_QUEUEING=true); the namespace needs the project's LocalQueue. */
+  readonly queueing?: boolean;
   readonly apiToken: string;
   /** The backend's base URL for status callbacks; none when absent. */
   readonly backendUrl?: string;
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
   const send = (message: ChildMessage) => process.send?.(message);
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(options.kubeconfig);
-  const platform = platformSettings({ namespace: options.namespace });
+  const platform = platformSettings({ namespace: options.namespace, queueing: options.queueing });
   const metrics = new DispatcherMetrics();
   const live = await startLiveStatus({
     kubeConfig,

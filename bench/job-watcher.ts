@@ -5,6 +5,7 @@
  * 1 s resolution).
  */
 import { type KubeConfig, type V1Job, type V1Pod, Watch } from "@kubernetes/client-node";
+import { KUEUE_API_VERSION } from "../charts-ts/kueue-contract.ts";
 import { LABEL } from "../charts-ts/labels.ts";
 
 /** The conditions the dispatcher reads as completed or failed (job-status.ts). */
@@ -37,7 +38,7 @@ abstract class BenchWatch<T> {
   async start(): Promise<void> {
     this.controller = await new Watch(this.kubeConfig).watch(
       this.path,
-      { labelSelector: this.labelSelector, allowWatchBookmarks: false },
+      { ...(this.labelSelector !== "" && { labelSelector: this.labelSelector }), allowWatchBookmarks: false },
       (_type: string, object: T) => this.seen(object, performance.now()),
       (error: unknown) => {
         if (!this.stopped)
@@ -89,5 +90,46 @@ export class PodReasonWatcher extends BenchWatch<V1Pod> {
     const jobId = Number(pod.metadata?.labels?.[LABEL.jobId]);
     const waiting = pod.status?.containerStatuses?.some((container) => container.state?.waiting?.reason === this.reason);
     if (waiting && !this.sightings.has(jobId)) this.sightings.set(jobId, at);
+  }
+}
+
+/** A plain watch on the bench's Pods: when this process first sees each job's pod bound to a node. */
+export class PodBoundWatcher extends BenchWatch<V1Pod> {
+  readonly sightings = new Map<number, number>();
+
+  constructor(kubeConfig: KubeConfig, namespace: string, labelSelector: string) {
+    super(kubeConfig, `/api/v1/namespaces/${namespace}/pods`, labelSelector);
+  }
+
+  protected seen(pod: V1Pod, at: number): void {
+    const jobId = Number(pod.metadata?.labels?.[LABEL.jobId]);
+    if (pod.spec?.nodeName && !this.sightings.has(jobId)) this.sightings.set(jobId, at);
+  }
+}
+
+interface Workload {
+  readonly metadata?: { readonly ownerReferences?: readonly { readonly kind: string; readonly name: string }[] };
+  readonly status?: { readonly conditions?: readonly { readonly type: string; readonly status: string }[] };
+}
+
+/**
+ * A plain watch on a namespace's Kueue Workloads: when this process first sees each job's Workload
+ * admitted. Workloads carry none of the Job's labels: the job is found by the Workload's owner, its Job.
+ */
+export class WorkloadAdmittedWatcher extends BenchWatch<Workload> {
+  readonly sightings = new Map<number, number>();
+  private readonly jobIds: ReadonlyMap<string, number>;
+
+  /** `jobIds`: the Job name of every job the bench submits, to its id. */
+  constructor(kubeConfig: KubeConfig, namespace: string, jobIds: ReadonlyMap<string, number>) {
+    super(kubeConfig, `/apis/${KUEUE_API_VERSION}/namespaces/${namespace}/workloads`, "");
+    this.jobIds = jobIds;
+  }
+
+  protected seen(workload: Workload, at: number): void {
+    const owner = workload.metadata?.ownerReferences?.find((reference) => reference.kind === "Job")?.name;
+    const jobId = owner === undefined ? undefined : this.jobIds.get(owner);
+    const admitted = workload.status?.conditions?.some((condition) => condition.type === "Admitted" && condition.status === "True");
+    if (jobId !== undefined && admitted && !this.sightings.has(jobId)) this.sightings.set(jobId, at);
   }
 }

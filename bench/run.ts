@@ -7,6 +7,7 @@
  *   (c) propagation condition change -> backend callback / SSE vs the plan's 10 s poller
  *   (d) apiserver   API-server requests/s tracking 1,000 jobs, dispatcher vs poller
  *   (e) memory      dispatcher RSS tracking 10,000 jobs
+ *   (f) admission   submit -> admitted / pod bound, Kueue off vs on, and Kueue's own admission rate
  * Writes bench/results.json and bench/results.md (BENCH_OUT_DIR) with whatever
  * phases completed and every error; prints the figures. Sizes: see config.ts.
  */
@@ -16,6 +17,7 @@ import { RecordingBackend } from "./backend.ts";
 import { type Cluster, createNamespace, deleteNamespace, installPlatform, openCluster, untilQuiet } from "./cluster.ts";
 import { type BenchConfig, loadConfig, type PhaseName } from "./config.ts";
 import type { PhaseContext } from "./context.ts";
+import { admissionPhase } from "./phases/admission.ts";
 import { apiServerPhase } from "./phases/apiserver.ts";
 import { memoryPhase } from "./phases/memory.ts";
 import { propagationPhase } from "./phases/propagation.ts";
@@ -32,6 +34,7 @@ function phaseTimeoutMs(config: BenchConfig, phase: PhaseName): number {
   const seconds = {
     submit: 120 + (config.submitWarmup + config.submitSamples) * 2,
     sustained: config.sustainedSeconds + 300,
+    admission: 900 + config.admissionJobs * 3,
     propagation: config.statusJobs + 3 * config.pollIntervalSeconds + 300,
     apiserver: 3 * config.windowSeconds + config.trackJobs / 5 + 600,
     memory: config.rssJobs / 10 + 600,
@@ -42,6 +45,7 @@ function phaseTimeoutMs(config: BenchConfig, phase: PhaseName): number {
 const PHASES: Record<PhaseName, (ctx: PhaseContext) => Promise<unknown>> = {
   submit: submitPhase,
   sustained: sustainedPhase,
+  admission: admissionPhase,
   propagation: propagationPhase,
   apiserver: apiServerPhase,
   memory: memoryPhase,

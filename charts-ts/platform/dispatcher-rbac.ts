@@ -78,41 +78,80 @@ export class DispatcherRbac extends Construct {
     const clusterMetadata = { name: `${this.serviceAccountName}-nodes-${props.namespace}` };
     new k8s.KubeClusterRole(this, "NodeReader", { metadata: clusterMetadata, rules: dispatcherClusterRules(props.namespace) });
     // Any pod the dispatcher creates for real is refused: its pods are its Jobs', made by the Job controller.
-    const dryRunOnly = { name: `${this.serviceAccountName}-pods-dry-run-only-${props.namespace}` };
-    new k8s.KubeValidatingAdmissionPolicy(this, "PodsDryRunOnly", {
-      metadata: dryRunOnly,
-      spec: {
-        failurePolicy: "Fail",
-        matchConstraints: {
-          resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"] }],
-        },
-        matchConditions: [
-          {
-            name: "created-by-the-dispatcher",
-            expression: `request.userInfo.username == "system:serviceaccount:${props.namespace}:${this.serviceAccountName}"`,
-          },
-        ],
-        validations: [
-          {
-            expression: "request.dryRun == true",
-            message: "the training dispatcher may only dry-run pods; its trainers' pods come from its Jobs",
-            reason: "Forbidden",
-          },
-        ],
+    this.policy("PodsDryRunOnly", props.namespace, {
+      name: `${this.serviceAccountName}-pods-dry-run-only-${props.namespace}`,
+      rule: { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"] },
+      condition: "created-by-the-dispatcher",
+      validation: {
+        expression: "request.dryRun == true",
+        message: "the training dispatcher may only dry-run pods; its trainers' pods come from its Jobs",
+        reason: "Forbidden",
       },
     });
-    new k8s.KubeValidatingAdmissionPolicyBinding(this, "PodsDryRunOnlyBinding", {
-      metadata: dryRunOnly,
-      spec: {
-        policyName: dryRunOnly.name,
-        validationActions: ["Deny"],
-        matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": props.namespace } } },
-      },
-    });
+    if (props.queueing) this.workloadsDeactivateOnly(props.namespace);
     new k8s.KubeClusterRoleBinding(this, "NodeReaderBinding", {
       metadata: clusterMetadata,
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterMetadata.name },
       subjects: [{ kind: "ServiceAccount", name: this.serviceAccountName, namespace: props.namespace }],
+    });
+  }
+
+  /**
+   * `patch` on Workloads is for one thing: deactivating a stopped Job's Workload. Any other change
+   * (its pod sets' requests, its queue or priority, reactivating a stopped job, Kueue's finalizer,
+   * labels or owner) would reach around Kueue's quotas, so admission refuses it to the ServiceAccount.
+   */
+  private workloadsDeactivateOnly(namespace: string): void {
+    const unchanged = (path: string) => `object.${path} == oldObject.${path}`;
+    this.policy("WorkloadsDeactivateOnly", namespace, {
+      name: `${this.serviceAccountName}-workloads-deactivate-only-${namespace}`,
+      rule: { apiGroups: ["kueue.x-k8s.io"], apiVersions: ["*"], operations: ["UPDATE"], resources: ["workloads"] },
+      condition: "changed-by-the-dispatcher",
+      validation: {
+        expression: [
+          ...["podSets", "?queueName", "?priorityClassRef", "?priority", "?maximumExecutionTimeSeconds", "?preemptionGates"].map((field) =>
+            unchanged(`spec.${field}`),
+          ),
+          ...["?labels", "?annotations", "?finalizers", "?ownerReferences"].map((field) => unchanged(`metadata.${field}`)),
+          "(object.spec.?active.orValue(true) == false || oldObject.spec.?active.orValue(true) == true)",
+        ].join(" && "),
+        message: "the training dispatcher may only deactivate a Workload (spec.active false), nothing else",
+        reason: "Forbidden",
+      },
+    });
+  }
+
+  /**
+   * A ValidatingAdmissionPolicy, and its binding to the namespace, that holds this ServiceAccount's
+   * requests on one kind of object to `validation`: what RBAC grants in whole, admission narrows.
+   */
+  private policy(
+    id: string,
+    namespace: string,
+    props: { name: string; rule: k8s.NamedRuleWithOperations; condition: string; validation: k8s.Validation },
+  ): void {
+    const metadata = { name: props.name };
+    new k8s.KubeValidatingAdmissionPolicy(this, id, {
+      metadata,
+      spec: {
+        failurePolicy: "Fail",
+        matchConstraints: { resourceRules: [props.rule] },
+        matchConditions: [
+          {
+            name: props.condition,
+            expression: `request.userInfo.username == "system:serviceaccount:${namespace}:${this.serviceAccountName}"`,
+          },
+        ],
+        validations: [props.validation],
+      },
+    });
+    new k8s.KubeValidatingAdmissionPolicyBinding(this, `${id}Binding`, {
+      metadata,
+      spec: {
+        policyName: props.name,
+        validationActions: ["Deny"],
+        matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": namespace } } },
+      },
     });
   }
 }

@@ -151,6 +151,10 @@ describe("PlatformChart with queueing", () => {
       { apiGroups: ["visibility.kueue.x-k8s.io"], resources: ["localqueues/pendingworkloads"], verbs: ["get"] },
     ]);
     expect(kueueRules(off)).toEqual([]);
+    // The patch on Workloads comes with the policy that limits it to deactivation.
+    const policies = (objects: Json[]) => ofKind(objects, "ValidatingAdmissionPolicy").map((policy) => policy.metadata.name);
+    expect(policies(on)).toContain("training-dispatcher-workloads-deactivate-only-training");
+    expect(policies(off)).not.toContain("training-dispatcher-workloads-deactivate-only-training");
   });
 
   it("holds the dispatcher's Jobs to their queue only when on", () => {

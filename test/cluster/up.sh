@@ -422,6 +422,13 @@ leaderElection:
 internalCertManagement:
   enable: false
 manageJobsWithoutQueueName: false
+# API client rate as Kueue's own manifests (config/components/manager/controller_manager_config.yaml)
+# and its performance harness set it. The built-in default, 20 requests/s (burst 30), caps admission:
+# each admission is at least two writes (the Workload's status, the Job's unsuspend), so about 10/s
+# once the burst is spent (bench phase admission).
+clientConnection:
+  qps: 50
+  burst: 100
 integrations:
   frameworks:
   - batch/job

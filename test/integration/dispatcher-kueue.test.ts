@@ -3,7 +3,16 @@
 // the other's idle share) into a namespace of its own, the dispatcher in process under its
 // ServiceAccount's token (the chart's RBAC only), with its live status. Trainer pods run for an
 // hour unless a test ends them, so only Kueue and the dispatcher decide what runs.
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+import {
+  ApiException,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Job,
+} from "@kubernetes/client-node";
 import { App } from "cdk8s";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { QUEUE_NAME_LABEL, WORKLOAD_PRIORITY_CLASS_LABEL } from "../../charts-ts/kueue-contract.ts";
@@ -16,7 +25,7 @@ import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-execut
 import { buildServer } from "../../dispatcher/http/server.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-status.ts";
 import type { JobStatus, Phase } from "../../dispatcher/status/status-model.ts";
-import { condition, KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
+import { condition, KUEUE_GROUP, KUEUE_VERSION, KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
 import { applyPlatform, chartObjects } from "./platform.ts";
 import { serviceAccountConfig } from "./service-account.ts";
 import { until } from "./until.ts";
@@ -257,7 +266,7 @@ describe("the dispatcher with queueing on (real Kueue)", () => {
     expect(again.transitions.map((t) => t.phase)).not.toContain("retrying");
   });
 
-  it("holds the ServiceAccount's Jobs to the queue: none without the queue label or unsuspended, and no unsuspending by hand", async () => {
+  it("holds the ServiceAccount to the queue: no Job without the queue label or unsuspended, no unsuspending, no Workload change but deactivation", async () => {
     const asDispatcher = dispatcher.makeApiClient(BatchV1Api);
     const refusal = async (call: () => Promise<unknown>): Promise<string> => {
       try {
@@ -287,5 +296,19 @@ describe("the dispatcher with queueing on (real Kueue)", () => {
     expect(await refusal(patch({ metadata: { labels: { [QUEUE_NAME_LABEL]: null } } }))).toContain(message);
     expect(await podsOf(queued)).toEqual([]);
     expect(await kueue.isAdmitted(trainingJobName(holder))).toBe(true);
+
+    // Its Workload: deactivating is all the ServiceAccount may do.
+    const workload = (await kueue.workloadOf(trainingJobName(queued)))?.metadata?.name ?? "";
+    const asDispatcherCustom = dispatcher.makeApiClient(CustomObjectsApi);
+    const patchWorkload = (spec: object) => () =>
+      asDispatcherCustom.patchNamespacedCustomObject(
+        { group: KUEUE_GROUP, version: KUEUE_VERSION, namespace: NAMESPACE, plural: "workloads", name: workload, body: { spec } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    const onlyDeactivate = "the training dispatcher may only deactivate a Workload";
+    expect(await refusal(patchWorkload({ queueName: "project-2" }))).toContain(onlyDeactivate);
+    expect(await refusal(patchWorkload({ priority: 100_000 }))).toContain(onlyDeactivate);
+    await patchWorkload({ active: false })();
+    expect(await refusal(patchWorkload({ active: true }))).toContain(onlyDeactivate);
   });
 });
