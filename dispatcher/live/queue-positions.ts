@@ -32,6 +32,8 @@ export class QueuePositions {
   private again = false;
   private lastPoll = 0;
   private stopped = true;
+  /** LocalQueues whose last poll failed: an outage is logged once, not every poll. */
+  private readonly failing = new Set<string>();
   /** Requests to the visibility API so far (nothing waiting: none), and polls, for the tests. */
   requests = 0;
   polls = 0;
@@ -85,13 +87,16 @@ export class QueuePositions {
           try {
             for (const [workload, position] of await pendingPositions(this.props.kubeConfig, this.props.namespace, queue))
               if (jobs.has(workload)) next.set(workload, position);
+            if (this.failing.delete(queue)) (this.props.log ?? noLog)("info", "queue positions available again", { queue });
           } catch (error) {
             // Keep what was known: a visibility API away for a moment must not blank every position.
             for (const workload of jobs.keys()) {
               const known = this.positions.get(workload);
               if (known !== undefined) next.set(workload, known);
             }
-            (this.props.log ?? noLog)("warn", "queue positions unavailable", { queue, error: String(error) });
+            if (!this.failing.has(queue))
+              (this.props.log ?? noLog)("warn", "queue positions unavailable; keeping the last known", { queue, error: String(error) });
+            this.failing.add(queue);
           }
         }),
       );
