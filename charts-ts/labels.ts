@@ -32,6 +32,11 @@ export const ANNOTATION = {
    * {transitions, attempts, lastExitCode?, node?}, so the history outlives the pods.
    */
   history: `${ANNOTATION_PREFIX}/history`,
+  /**
+   * Set by the dispatcher once a stopped or failed-fast Job's Kueue Workload is inactive (RFC 3339), so
+   * no replica looks for that Workload again, at start-up or on any later change of the Job.
+   */
+  workloadDeactivated: `${ANNOTATION_PREFIX}/workload-deactivated`,
   /** How many of the job's transitions the backend has acknowledged, in order. */
   deliveredTransitions: `${ANNOTATION_PREFIX}/delivered-transitions`,
 } as const;

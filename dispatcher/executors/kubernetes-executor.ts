@@ -252,7 +252,8 @@ export class KubernetesExecutor implements JobExecutor {
     const status = await this.statusOf(job, jobId);
     if (status.phase === "stopped") {
       // A stop that came before Kueue made the Workload is finished by the next one (and by the live status).
-      if (queuedByKueue(job)) await this.deactivateWorkload(job, 0);
+      if (queuedByKueue(job) && job.metadata?.annotations?.[ANNOTATION.workloadDeactivated] === undefined)
+        await this.deactivateWorkload(job, 0);
       return status;
     }
     if (TERMINAL_PHASES.has(status.phase))
@@ -262,7 +263,12 @@ export class KubernetesExecutor implements JobExecutor {
     const kueueStops = queuedByKueue(job) && (await this.deactivateWorkload(job, STOP_WORKLOAD_WAIT_MS));
     // Suspending makes the Job controller delete the pods gracefully (SIGTERM, then the grace period for a
     // checkpoint) without counting a failure, and keeps the Job, so the job stays queryable as `stopped`.
-    const annotations = { [ANNOTATION.stoppedAt]: new Date().toISOString(), [ANNOTATION.history]: JSON.stringify(historyOf(status)) };
+    const now = new Date().toISOString();
+    const annotations = {
+      [ANNOTATION.stoppedAt]: now,
+      [ANNOTATION.history]: JSON.stringify(historyOf(status)),
+      ...(kueueStops && { [ANNOTATION.workloadDeactivated]: now }),
+    };
     const patch = { metadata: { annotations }, ...(!kueueStops && { spec: { suspend: true } }) };
     try {
       const patched = await this.batch.patchNamespacedJob(

@@ -10,7 +10,15 @@
  * none: `deactivate` waits for it a while, and `StoppedWorkloads` (below) finishes the work on
  * a later update of the Job, whichever replica sees it.
  */
-import { ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+import {
+  ApiException,
+  BatchV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Job,
+} from "@kubernetes/client-node";
 import { JOB_UID_LABEL, KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
 import { ANNOTATION } from "../../charts-ts/labels.ts";
 import { errorFields, type Log, noLog } from "../log.ts";
@@ -22,10 +30,11 @@ const [GROUP, VERSION] = KUEUE_API_VERSION.split("/") as [string, string];
 const POLL_MS = 100;
 const RETRY_MS = 2_000;
 
-/** Whether the dispatcher has ended this job (stopped on request, or failed fast). */
-function endedByDispatcher(job: V1Job): boolean {
+/** Whether the dispatcher has ended this job (stopped on request, or failed fast) and not yet seen its Workload inactive. */
+function awaitsDeactivation(job: V1Job): boolean {
   const annotations = job.metadata?.annotations ?? {};
-  return annotations[ANNOTATION.stoppedAt] !== undefined || annotations[ANNOTATION.failedFast] !== undefined;
+  const ended = annotations[ANNOTATION.stoppedAt] !== undefined || annotations[ANNOTATION.failedFast] !== undefined;
+  return ended && annotations[ANNOTATION.workloadDeactivated] === undefined;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -88,11 +97,13 @@ export interface StoppedWorkloadsProps {
 /**
  * Keeps every queued Job the dispatcher ended (stopped, failed fast) out of Kueue's hands: its
  * Workload inactive. Covers a stop that came before Kueue made the Workload, and fail-fast, which
- * suspends the Job (an admitted Workload would have Kueue unsuspend it). Once per Job per replica.
+ * suspends the Job (an admitted Workload would have Kueue unsuspend it). Once done, the Job records
+ * it (ANNOTATION.workloadDeactivated), so a restarted replica reads no Workload for settled jobs.
  */
 export class StoppedWorkloads {
   private readonly props: StoppedWorkloadsProps;
   private readonly workloads: WorkloadDeactivation;
+  private readonly batch: BatchV1Api;
   /** Jobs (uid) whose Workload this replica found inactive or is deactivating. */
   private readonly settled = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -100,6 +111,7 @@ export class StoppedWorkloads {
   constructor(props: StoppedWorkloadsProps) {
     this.props = props;
     this.workloads = new WorkloadDeactivation(props.kubeConfig, props.namespace);
+    this.batch = props.kubeConfig.makeApiClient(BatchV1Api);
     props.watch.onUpdate(({ job }) => this.consider(job));
     props.watch.onRemoved((job) => {
       const key = jobKeyOf(job);
@@ -116,9 +128,9 @@ export class StoppedWorkloads {
 
   private consider(job: V1Job): void {
     const key = jobKeyOf(job);
-    if (!queuedByKueue(job) || !endedByDispatcher(job) || this.settled.has(key) || this.timers.has(key)) return;
+    if (!queuedByKueue(job) || !awaitsDeactivation(job) || this.settled.has(key) || this.timers.has(key)) return;
     this.settled.add(key);
-    this.workloads.deactivate(job).then(
+    this.deactivate(job).then(
       (done) => {
         // No Workload yet: Kueue makes one soon, and no update of the Job may come to say so.
         if (!done) this.retry(job);
@@ -131,6 +143,20 @@ export class StoppedWorkloads {
         this.retry(job);
       },
     );
+  }
+
+  /** Deactivates the Workload, then records on the Job that it is done. False when there is no Workload yet. */
+  private async deactivate(job: V1Job): Promise<boolean> {
+    if (!(await this.workloads.deactivate(job))) return false;
+    await this.batch.patchNamespacedJob(
+      {
+        name: job.metadata?.name ?? "",
+        namespace: this.props.namespace,
+        body: { metadata: { annotations: { [ANNOTATION.workloadDeactivated]: new Date().toISOString() } } },
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    return true;
   }
 
   private retry(job: V1Job): void {

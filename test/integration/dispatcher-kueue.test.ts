@@ -63,7 +63,8 @@ beforeAll(async () => {
   await applyPlatform(admin);
   await kueue.setUp(platformObjects());
   dispatcher = await serviceAccountConfig(admin, NAMESPACE, SERVICE_ACCOUNT);
-  live = await startLiveStatus({ kubeConfig: dispatcher, namespace: NAMESPACE });
+  // A trainer stuck on its image fails the job after 2 s, not 600.
+  live = await startLiveStatus({ kubeConfig: dispatcher, namespace: NAMESPACE, startupDeadlineSeconds: 2 });
   app = buildServer({
     apiToken: token,
     bodyLimitBytes: 256 * 1024,
@@ -177,6 +178,8 @@ describe("the dispatcher with queueing on (real Kueue)", () => {
     expect(stopped.statusCode, stopped.body).toBe(200);
     expect(stopped.json()).toMatchObject({ phase: "stopped", reason: "StoppedByUser" });
     expect((await kueue.workloadOf(trainingJobName(queued)))?.spec?.active).toBe(false);
+    // Recorded on the Job, so no replica looks for its Workload again.
+    expect((await readJob(queued)).metadata?.annotations?.[ANNOTATION.workloadDeactivated]).toBeDefined();
     const again = await post(`/v1/jobs/${queued}/stop`);
     expect(again.statusCode).toBe(200);
     expect(again.json()).toEqual(stopped.json());
@@ -226,12 +229,30 @@ describe("the dispatcher with queueing on (real Kueue)", () => {
     await batch.createNamespacedJob({ namespace: NAMESPACE, body: job });
     const name = trainingJobName(body.jobId);
     await until("its Workload deactivated", async () => (await kueue.workloadOf(name))?.spec?.active === false);
+    await until(
+      "the deactivation recorded on the Job",
+      async () => (await readJob(body.jobId)).metadata?.annotations?.[ANNOTATION.workloadDeactivated],
+    );
     expect(await getStatus(body.jobId)).toMatchObject({ phase: "stopped", reason: "StoppedByUser" });
 
     await kueue.finish(trainingJobName(holder));
     await queueMovesOn(1, 8);
     expect(await kueue.isAdmitted(name)).toBe(false);
     expect(await podsOf(body.jobId)).toEqual([]);
+  });
+
+  it("fails fast a job stuck on its image: Kueue does not start it again, its Workload deactivated", async () => {
+    const body = { ...request(2, 1), labels: { "kwok-fate": "image-pull" } };
+    expect((await post("/v1/jobs", body)).statusCode).toBe(201);
+    const failed = await inPhase(body.jobId, "failed");
+    expect(failed.reason).toMatch(/^(ErrImagePull|ImagePullBackOff)$/);
+    const name = trainingJobName(body.jobId);
+    // Fail-fast suspends the Job; Kueue, its Workload still admitted, would unsuspend it.
+    await until("its Workload deactivated", async () => (await kueue.workloadOf(name))?.spec?.active === false);
+    await until("the pod gone", async () => (await podsOf(body.jobId)).length === 0);
+    expect((await readJob(body.jobId)).spec?.suspend).toBe(true);
+    expect(await kueue.isAdmitted(name)).toBe(false);
+    expect(await getStatus(body.jobId)).toMatchObject({ phase: "failed", reason: failed.reason });
   });
 
   it("re-queues a job Kueue preempts without spending a retry: its Job counts no failure, and it runs again", async () => {
