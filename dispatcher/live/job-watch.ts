@@ -19,6 +19,7 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
+import { JOB_UID_LABEL } from "../../charts-ts/kueue-contract.ts";
 import { JOB_NAME_LABEL, LABEL, TRAINING_JOB_APP, trainingJobNameOf, trainingJobNameOfPod } from "../../charts-ts/labels.ts";
 import { errorFields, type Log, noLog } from "../log.ts";
 import { deriveJobStatus } from "../status/job-status.ts";
@@ -216,8 +217,11 @@ export class JobWatch {
   }
 
   /** What Kueue says of a job: its Workload, position and preemptor (a Job of this namespace, by uid). */
-  private kueueObjectsOf(jobName: string): KueueObjects {
-    const workload = [...(this.workloadsByJob.get(jobName)?.values() ?? [])][0];
+  private kueueObjectsOf(job: V1Job): KueueObjects {
+    // By the Job's uid: a Workload of a deleted Job of the same name may linger a moment.
+    const workload = [...(this.workloadsByJob.get(job.metadata?.name ?? "")?.values() ?? [])].find(
+      (candidate) => candidate.metadata?.labels?.[JOB_UID_LABEL] === job.metadata?.uid,
+    );
     if (!workload) return {};
     const position = this.queuePositions?.positionOf(workload.metadata?.name);
     const preemptorUid = preemptorUidOf(workload);
@@ -323,7 +327,7 @@ export class JobWatch {
     const events = [...(this.eventsByJob.get(jobName)?.values() ?? [])];
     const objects = { job, pods, events };
     const status = deriveJobStatus(
-      this.workloads && queuedByKueue(job) ? { ...objects, kueue: this.kueueObjectsOf(jobName) } : objects,
+      this.workloads && queuedByKueue(job) ? { ...objects, kueue: this.kueueObjectsOf(job) } : objects,
       jobIdOf(job),
     );
     const update = { job, status, events };
