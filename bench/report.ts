@@ -233,6 +233,7 @@ export function markdown(results: Results): string {
   const admission = phases.admission?.result;
   if (admission) {
     const streamRows = (name: string, stream: AdmissionStream) => [
+      ...(stream.submitMs ? [summaryRow(`${name}: POST /v1/jobs`, stream.submitMs)] : []),
       summaryRow(`${name}: submit -> pod bound`, stream.boundMs),
       ...(stream.admittedMs ? [summaryRow(`${name}: submit -> Workload admitted`, stream.admittedMs)] : []),
     ];

@@ -33,6 +33,8 @@ export interface AdmissionStream {
   readonly firstErrors: readonly string[];
   /** Accepted submissions per second, first POST to last answer. */
   readonly submissionsPerSecond: number;
+  /** POST /v1/jobs latency under this stream (with Kueue: its webhooks on the create, the LocalQueue read). */
+  readonly submitMs?: Summary | undefined;
   /** Submit (POST sent) -> Workload admitted; Kueue on only. */
   readonly admittedMs?: Summary | undefined;
   /** Workloads admitted per second, first POST to last admission; Kueue on only. */
@@ -123,6 +125,7 @@ class BenchQueue {
 interface Submitted {
   /** performance.now() when each accepted job's POST was sent. */
   readonly sentAt: Map<number, number>;
+  readonly latencies: number[];
   readonly errors: number;
   readonly firstErrors: string[];
   readonly seconds: number;
@@ -131,6 +134,7 @@ interface Submitted {
 /** `jobs` submissions through the dispatcher, `concurrency` at a time. */
 async function submitAll(ctx: PhaseContext, url: string, jobIds: readonly number[], concurrency: number): Promise<Submitted> {
   const sentAt = new Map<number, number>();
+  const latencies: number[] = [];
   const firstErrors: string[] = [];
   let errors = 0;
   let next = 0;
@@ -141,7 +145,7 @@ async function submitAll(ctx: PhaseContext, url: string, jobIds: readonly number
       const jobId = jobIds[next++] as number;
       const sent = now();
       try {
-        await postJob(url, ctx.apiToken, benchRequest(jobId), ctx.signal);
+        latencies.push(await postJob(url, ctx.apiToken, benchRequest(jobId), ctx.signal));
         sentAt.set(jobId, sent);
       } catch (error) {
         if (ctx.signal.aborted) throw error;
@@ -151,7 +155,7 @@ async function submitAll(ctx: PhaseContext, url: string, jobIds: readonly number
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { sentAt, errors, firstErrors, seconds: (now() - started) / 1000 };
+  return { sentAt, latencies, errors, firstErrors, seconds: (now() - started) / 1000 };
 }
 
 /** Latencies from `from` to each sighting, and the rate over the whole span. */
@@ -211,6 +215,7 @@ async function stream(ctx: PhaseContext, queueing: boolean): Promise<AdmissionSt
       errors: submitted.errors,
       firstErrors: submitted.firstErrors,
       submissionsPerSecond: round(submitted.sentAt.size / submitted.seconds, 1),
+      submitMs: summarize(submitted.latencies),
       ...(admittedFigures && { admittedMs: admittedFigures.summary, admittedPerSecond: admittedFigures.perSecond }),
       boundMs: boundFigures.summary,
       boundPerSecond: boundFigures.perSecond,
