@@ -6,7 +6,7 @@
 #
 # Binaries land in $HOME/.cache/training-platform/bin/<key>/ where <key> hashes
 # every input (versions.env, go.mod/go.sum files, our Go sources, this script,
-# lib.sh and the Go version). A warm run only checks that directory and exits.
+# lib.sh and the Go version: input_key in lib.sh). A warm run only checks that directory and exits.
 # Module and build caches live in $HOME/.cache/training-platform/go/{mod,build}.
 #
 # stdout: exactly one line, the bin dir. Progress and timings go to stderr.
@@ -22,52 +22,14 @@ BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 
 command -v go >/dev/null || die "go is not installed (need Go >= $(awk '$1=="go"{print $2}' "$HERE/kwok/go.mod"))"
 
-compute_key() {
-  (
-    cd "$HERE"
-    go version
-    # Inputs, in a stable order. Anything that changes the binaries must be here.
-    find versions.env build.sh lib.sh k8s etcd kwok kueue -type f \
-      \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' -o -name '*.env' \) -print0 \
-      | LC_ALL=C sort -z | xargs -0 sha256sum
-  ) | sha256sum | cut -c1-16
-}
-
-KEY="$(compute_key)"
+# Inputs: anything that changes the binaries must be under these paths.
+KEY="$(input_key "$HERE" versions.env build.sh lib.sh k8s etcd kwok kueue)"
 BIN_DIR="$TP_CACHE/bin/$KEY"
-
-have_all() {
-  [[ -f "$BIN_DIR/.complete" ]] || return 1
-  local b
-  for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
-}
-
-if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
-  log "binaries up to date (key $KEY)"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-mkdir -p "$TP_CACHE/bin" "$GOMODCACHE" "$GOCACHE"
-# Serialise concurrent builds (two shells, or CI + a developer).
-exec 9>"$TP_CACHE/bin/.build.lock"
-flock 9
-if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
-  log "binaries built by a concurrent run (key $KEY)"
-  echo "$BIN_DIR"
-  exit 0
-fi
+reuse_or_lock "$BIN_DIR" "${BINARIES[@]}"
 
 start_all=$SECONDS
 tmp="$(mktemp -d "$TP_CACHE/bin/.tmp-$KEY.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-
-timed() { # timed <label> <cmd...>
-  local label="$1" t0=$SECONDS; shift
-  log "building $label ..."
-  "$@" || die "building $label failed"
-  log "built $label in $((SECONDS - t0))s"
-}
 
 common=(-trimpath)
 
@@ -86,7 +48,7 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   [[ -n "$kube_commit" ]] && vflags+=" -X '$pkg.gitCommit=$kube_commit'"
   [[ -n "$kube_time" ]] && vflags+=" -X '$pkg.buildDate=$kube_time'"
 done
-timed "kube-apiserver kube-controller-manager kube-scheduler kubectl ($K8S_VERSION)" \
+timed "building kube-apiserver kube-controller-manager kube-scheduler kubectl ($K8S_VERSION)" \
   go build "${common[@]}" -ldflags "-s -w$vflags" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-scheduler \
@@ -95,12 +57,12 @@ timed "kube-apiserver kube-controller-manager kube-scheduler kubectl ($K8S_VERSI
 
 # ---- etcd ------------------------------------------------------------------
 cd "$HERE/etcd"
-timed "etcd ($ETCD_VERSION)" \
+timed "building etcd ($ETCD_VERSION)" \
   go build "${common[@]}" -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
 
 # ---- kwok ------------------------------------------------------------------
 cd "$HERE/kwok"
-timed "kwok ($KWOK_VERSION)" \
+timed "building kwok ($KWOK_VERSION)" \
   go build "${common[@]}" -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok
 
 # ---- kueue -----------------------------------------------------------------
@@ -109,7 +71,7 @@ timed "kwok ($KWOK_VERSION)" \
 # /etc/kueue/metrics/certs (a literal in main). Moving the first under /etc/kueue
 # lets up.sh provide both with one private overlay of /etc (see start_kueue).
 cd "$HERE/kueue"
-timed "kueue ($KUEUE_VERSION)" \
+timed "building kueue ($KUEUE_VERSION)" \
   go build "${common[@]}" -o "$tmp/kueue" -ldflags "-s -w \
     -X 'sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION' \
     -X 'sigs.k8s.io/kueue/pkg/visibility.certDir=/etc/kueue/visibility'" \
@@ -119,17 +81,10 @@ mkdir "$tmp/kueue-crds"
 cp "$kueue_src"/config/components/crd/bases/*.yaml "$tmp/kueue-crds/"
 (( $(find "$tmp/kueue-crds" -name '*.yaml' | wc -l) == 11 )) || die "expected the 11 Kueue CRDs in $kueue_src/config/components/crd/bases"
 
-for b in "${BINARIES[@]}"; do [[ -x "$tmp/$b" ]] || die "expected binary $b was not produced"; done
-touch "$tmp/.complete"
-rm -rf "$BIN_DIR"
-mv "$tmp" "$BIN_DIR"
+# Keep this build and the two most recent others.
+publish_build "$tmp" "$BIN_DIR" 2 "${BINARIES[@]}"
 trap - EXIT
 ln -sfn "$KEY" "$TP_CACHE/bin/current"
-
-# Keep the cache small (each bin dir is a few hundred MB): keep this key and
-# the two most recently built others. Only real directories, never symlinks.
-find "$TP_CACHE/bin" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name '.*' -printf '%T@ %p\n' \
-  | sort -rn | tail -n +3 | cut -d' ' -f2- | xargs -r rm -rf -- || true
 
 log "all binaries built in $((SECONDS - start_all))s -> $BIN_DIR"
 echo "$BIN_DIR"

@@ -6,7 +6,7 @@
 #
 # Binaries land in $HOME/.cache/training-platform/pulumi/<key>/ where <key>
 # hashes every input (versions.env, go.mod/go.sum, our Go sources, this script,
-# the Go version); a warm run only checks that directory. Module and build
+# test/cluster/lib.sh and the Go version: input_key there); a warm run only checks that directory. Module and build
 # caches are the control plane's ($TP_CACHE/go/{mod,build}, test/cluster/lib.sh).
 #
 # stdout: exactly one line, the bin dir. Progress and timings go to stderr.
@@ -30,50 +30,13 @@ npm_version() { sed -n 's/^ *"'"${1//\//\\/}"'": "\([^"]*\)".*/\1/p' "$REPO_ROOT
 [[ "$(npm_version @pulumi/kubernetes)" == "$KUBERNETES_PROVIDER_VERSION" ]] ||
   die "package.json has @pulumi/kubernetes $(npm_version @pulumi/kubernetes), versions.env KUBERNETES_PROVIDER_VERSION=$KUBERNETES_PROVIDER_VERSION"
 
-compute_key() {
-  (
-    cd "$HERE"
-    go version
-    find versions.env build.sh engine provider -type f \
-      \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' -o -name '*.env' \) -print0 \
-      | LC_ALL=C sort -z | xargs -0 sha256sum
-  ) | sha256sum | cut -c1-16
-}
-
-KEY="$(compute_key)"
+KEY="$(input_key "$HERE" versions.env build.sh ../../test/cluster/lib.sh engine provider)"
 BIN_DIR="$TP_CACHE/pulumi/$KEY"
-
-have_all() {
-  [[ -f "$BIN_DIR/.complete" ]] || return 1
-  local b
-  for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
-}
-
-if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
-  log "engine up to date (key $KEY)"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-mkdir -p "$TP_CACHE/pulumi" "$GOMODCACHE" "$GOCACHE"
-exec 9>"$TP_CACHE/pulumi/.build.lock"
-flock 9
-if [[ "${TP_BUILD_FORCE:-}" != 1 ]] && have_all; then
-  log "engine built by a concurrent run (key $KEY)"
-  echo "$BIN_DIR"
-  exit 0
-fi
+reuse_or_lock "$BIN_DIR" "${BINARIES[@]}"
 
 start_all=$SECONDS
 tmp="$(mktemp -d "$TP_CACHE/pulumi/.tmp-$KEY.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-
-timed() { # timed <label> <cmd...>
-  local label="$1" t0=$SECONDS; shift
-  log "$label ..."
-  "$@" || die "$label failed"
-  log "$label: done in $((SECONDS - t0))s"
-}
 
 # ---- CLI and language host (one module graph) -------------------------------
 cd "$HERE/engine"
@@ -108,15 +71,9 @@ timed "building pulumi-resource-kubernetes ($KUBERNETES_PROVIDER_VERSION)" \
     "$provider_pkg/cmd/pulumi-resource-kubernetes"
 rm -rf "$src" "$tmp/generate" "$tmp/generate-schema" "$tmp/go.mod" "$tmp/go.sum"
 
-for b in "${BINARIES[@]}"; do [[ -x "$tmp/$b" ]] || die "expected binary $b was not produced"; done
-touch "$tmp/.complete"
-rm -rf "$BIN_DIR"
-mv "$tmp" "$BIN_DIR"
+# Keep this build and the most recent other.
+publish_build "$tmp" "$BIN_DIR" 1 "${BINARIES[@]}"
 trap - EXIT
-
-# Keep this key and the most recent other (each is about 250 MB).
-find "$TP_CACHE/pulumi" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name '.*' -printf '%T@ %p\n' \
-  | sort -rn | tail -n +2 | cut -d' ' -f2- | xargs -r rm -rf -- || true
 
 log "engine built in $((SECONDS - start_all))s -> $BIN_DIR"
 echo "$BIN_DIR"
