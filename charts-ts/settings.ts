@@ -68,9 +68,17 @@ export interface PlatformSettingsProps {
    * @default false
    */
   readonly queueing?: boolean;
+  /**
+   * A docker-registry Secret (`kubernetes.io/dockerconfigjson`) in the training namespace that
+   * the trainers' and the dispatcher's pods pull their images with, for a private registry.
+   * The dispatcher's admission policy lets its Jobs name this one and no other.
+   * @default none: images are pulled anonymously (or with the nodes' own registry credentials)
+   */
+  readonly imagePullSecret?: string;
 }
 
-export type PlatformSettings = Required<PlatformSettingsProps>;
+/** Settings with every default filled in; a pull secret stays optional, as "none" is its default. */
+export type PlatformSettings = Required<Omit<PlatformSettingsProps, "imagePullSecret">> & Pick<PlatformSettingsProps, "imagePullSecret">;
 
 export const DEFAULT_PLATFORM_SETTINGS: PlatformSettings = {
   registry: "ghcr.io/myorg",

@@ -102,6 +102,11 @@ function placement(request: TrainingRequest): Pick<k8s.PodSpec, "nodeSelector" |
   };
 }
 
+/** The platform's pull secret, when it has one: the trainers and the dispatcher pull with the same. */
+export function imagePullSecrets(settings: Pick<PlatformSettings, "imagePullSecret">): Pick<k8s.PodSpec, "imagePullSecrets"> {
+  return settings.imagePullSecret === undefined ? {} : { imagePullSecrets: [{ name: settings.imagePullSecret }] };
+}
+
 /** The one place a request becomes a Job. */
 function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.KubeJobProps {
   const labels = { ...request.labels, ...platformLabels(request) };
@@ -164,6 +169,7 @@ function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.Ku
             },
           ],
           ...placement(request),
+          ...imagePullSecrets(settings),
           volumes: [
             { name: "workspace", emptyDir: {} },
             { name: "tmp", emptyDir: {} },

@@ -18,6 +18,7 @@ export const DISPATCHER_ENV = {
   namespace: "TRAINING_NAMESPACE",
   registry: "TRAINER_REGISTRY",
   imageVersion: "TRAINER_IMAGE_VERSION",
+  imagePullSecret: "TRAINER_IMAGE_PULL_SECRET",
   mlflowTrackingUri: "MLFLOW_TRACKING_URI",
   defaultExecutor: "DEFAULT_EXECUTOR",
   apiToken: "DISPATCHER_API_TOKEN",
@@ -62,6 +63,21 @@ export interface DispatcherConfig {
   readonly backendToken?: string;
 }
 
+/**
+ * The platform settings a dispatcher renders TrainingJobs with, as the environment that carries
+ * them: the platform chart's Deployment sets exactly this, and loadConfig reads it back, so the
+ * trainer image, its tag and the pull secret the Jobs use are the ones the stack deployed.
+ */
+export function platformSettingsEnv(settings: PlatformSettings): Record<string, string> {
+  return {
+    [DISPATCHER_ENV.namespace]: settings.namespace,
+    [DISPATCHER_ENV.registry]: settings.registry,
+    [DISPATCHER_ENV.imageVersion]: settings.trainerImageVersion,
+    [DISPATCHER_ENV.mlflowTrackingUri]: settings.mlflowTrackingUri,
+    ...(settings.imagePullSecret !== undefined && { [DISPATCHER_ENV.imagePullSecret]: settings.imagePullSecret }),
+  };
+}
+
 export class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
@@ -73,6 +89,7 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().positive();
 
@@ -158,6 +175,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     problems,
     "must be a Kubernetes namespace name",
   );
+  const imagePullSecret = parsed<string | undefined>(
+    z.string().regex(DNS_SUBDOMAIN),
+    env,
+    DISPATCHER_ENV.imagePullSecret,
+    undefined,
+    problems,
+    "must be a Secret name (lower-case letters, digits, '-' and '.')",
+  );
   const config: DispatcherConfig = {
     port: parsed(port, env, DISPATCHER_ENV.port, 8080, problems, "must be a port number 1..65535"),
     host: env[DISPATCHER_ENV.host] || "0.0.0.0",
@@ -167,6 +192,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       registry: env[DISPATCHER_ENV.registry] || undefined,
       trainerImageVersion: env[DISPATCHER_ENV.imageVersion] || undefined,
       mlflowTrackingUri: env[DISPATCHER_ENV.mlflowTrackingUri] || undefined,
+      imagePullSecret,
     }),
     defaultExecutor,
     apiToken: apiToken ?? "",

@@ -173,6 +173,13 @@ describe("TrainingJob", () => {
     expect(envNamed(custom, "MLFLOW_TRACKING_URI").value).toBe("http://mlflow:5000");
   });
 
+  it("pulls its image with the platform's pull secret when there is one, and with none by default", () => {
+    expect(podSpec(job).imagePullSecrets).toBeUndefined();
+    expect(podSpec(render(PLAN_FULL_EXAMPLE, { imagePullSecret: "registry-login" })).imagePullSecrets).toEqual([
+      { name: "registry-login" },
+    ]);
+  });
+
   it("reads credentials only by reference", () => {
     for (const name of ["AWS_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) {
       expect(envNamed(job, name).value).toBeUndefined();

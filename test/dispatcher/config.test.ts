@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../dispatcher/config.ts";
+import { platformSettings } from "../../charts-ts/settings.ts";
+import { ConfigError, loadConfig, platformSettingsEnv } from "../../dispatcher/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "config-"));
 const tokenFile = join(dir, "token");
@@ -36,6 +37,30 @@ describe("loadConfig", () => {
       apiToken: "s3cret-from-file",
     });
     expect(config.platform.registry).toBe("r.example/ml");
+  });
+
+  it("renders Jobs with the settings the platform chart's Deployment passes: image, tag, pull secret", () => {
+    const settings = platformSettings({
+      namespace: "team-a",
+      registry: "ghcr.io/acme",
+      trainerImageVersion: "3f2c1d0",
+      mlflowTrackingUri: "http://mlflow.team-a.svc.cluster.local:5000",
+      imagePullSecret: "registry-login",
+    });
+    const env = platformSettingsEnv(settings);
+    expect(env).toMatchObject({
+      TRAINER_REGISTRY: "ghcr.io/acme",
+      TRAINER_IMAGE_VERSION: "3f2c1d0",
+      TRAINER_IMAGE_PULL_SECRET: "registry-login",
+    });
+    expect(loadConfig({ ...env, DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(settings);
+    expect(loadConfig({ ...platformSettingsEnv(platformSettings()), DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(platformSettings());
+  });
+
+  it("refuses a pull secret that is no Secret name", () => {
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", TRAINER_IMAGE_PULL_SECRET: "Registry Login" })).toEqual([
+      `TRAINER_IMAGE_PULL_SECRET="Registry Login": must be a Secret name (lower-case letters, digits, '-' and '.')`,
+    ]);
   });
 
   it("uses in-cluster access inside a pod", () => {
