@@ -2,17 +2,28 @@
 // dispatcher's ServiceAccount token (TokenRequest, as its pod mounts), a Job whose pod
 // would read another Secret, the node's disk, another identity or run privileged is
 // refused with the policy's message, on a real create and on a server-side dry run;
-// every Job the TrainingJob construct renders is accepted; other users are not judged.
-import { ApiException, BatchV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+// every Job the TrainingJob construct renders is accepted; other users are not judged. With a
+// pull secret configured, its Jobs may pull with that Secret and no other.
+import {
+  ApiException,
+  BatchV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Job,
+} from "@kubernetes/client-node";
+import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { trainingJobName } from "../../charts-ts/labels.ts";
 import { dispatcherJobPolicyName } from "../../charts-ts/platform/dispatcher-job-policy.ts";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { SAMPLE_REQUESTS } from "../../charts-ts/samples.ts";
-import { platformSettings } from "../../charts-ts/settings.ts";
+import { type PlatformSettings, platformSettings } from "../../charts-ts/settings.ts";
 import { renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
-import { applyPlatform, distObjects } from "./platform.ts";
+import { applyObjects, applyPlatform, distObjects } from "./platform.ts";
 import { serviceAccountConfig } from "./service-account.ts";
 import { until } from "./until.ts";
 
@@ -25,15 +36,16 @@ let nextJobId = (Date.now() % 1_000_000) * 100 + 60;
 
 const serviceAccount = distObjects("platform.k8s.yaml").find((object) => object.kind === "ServiceAccount")?.metadata?.name as string;
 const policyName = dispatcherJobPolicyName(serviceAccount, NAMESPACE);
+let dispatcherConfig: KubeConfig;
 let dispatcher: BatchV1Api;
 let executor: KubernetesExecutor;
 const adminBatch = admin.makeApiClient(BatchV1Api);
 
 beforeAll(async () => {
   await applyPlatform(admin);
-  const config = await serviceAccountConfig(admin, NAMESPACE, serviceAccount);
-  dispatcher = config.makeApiClient(BatchV1Api);
-  executor = new KubernetesExecutor({ kubeConfig: config, platform });
+  dispatcherConfig = await serviceAccountConfig(admin, NAMESPACE, serviceAccount);
+  dispatcher = dispatcherConfig.makeApiClient(BatchV1Api);
+  executor = new KubernetesExecutor({ kubeConfig: dispatcherConfig, platform });
   // The API server loads a new policy a moment after it is stored.
   const hostPath = tampered((pod) => pod.volumes?.push({ name: "host", hostPath: { path: "/" } }));
   await until("the admission policy in force", async () => !(await executor.verdictOn(hostPath as never)).accepted);
@@ -48,7 +60,7 @@ afterAll(async () => {
 });
 
 /** A Job exactly as the dispatcher renders it, for a fresh jobId. */
-function trainingJob(): V1Job {
+function trainingJob(settings: PlatformSettings = platform): V1Job {
   const request = trainingRequest({
     jobId: ++nextJobId,
     framework: "timm",
@@ -58,7 +70,7 @@ function trainingJob(): V1Job {
     resources: { gpu: 0 },
     labels: { "test-run": RUN },
   });
-  return renderTrainingJob(request, platform) as V1Job;
+  return renderTrainingJob(request, settings) as V1Job;
 }
 
 type PodSpec = NonNullable<NonNullable<V1Job["spec"]>["template"]["spec"]>;
@@ -145,6 +157,20 @@ const attacks: [string, (pod: PodSpec) => void, string][] = [
     "no hostNetwork, hostPID or hostIPC",
   ],
   [
+    "an imagePullSecret naming another Secret (the dispatcher's tokens), with no pull secret configured",
+    (pod) => {
+      pod.imagePullSecrets = [{ name: "training-dispatcher" }];
+    },
+    "no imagePullSecrets",
+  ],
+  [
+    "the object store's Secret as an imagePullSecret, with no pull secret configured",
+    (pod) => {
+      pod.imagePullSecrets = [{ name: "r2-credentials" }];
+    },
+    "no imagePullSecrets",
+  ],
+  [
     "an init container mounting another Secret's key",
     (pod) => {
       pod.initContainers = [
@@ -155,8 +181,8 @@ const attacks: [string, (pod: PodSpec) => void, string][] = [
   ],
 ];
 
-function tampered(change: (pod: PodSpec) => void): V1Job {
-  const job = trainingJob();
+function tampered(change: (pod: PodSpec) => void, settings: PlatformSettings = platform): V1Job {
+  const job = trainingJob(settings);
   change(job.spec?.template.spec as PodSpec);
   return job;
 }
@@ -221,5 +247,68 @@ describe("the dispatcher's ServiceAccount may create only TrainingJob-shaped Job
   it("does not judge other users: an administrator's dry run of the same Job is accepted", async () => {
     const job = tampered((pod) => pod.volumes?.push({ name: "tokens", secret: { secretName: "training-dispatcher" } }));
     expect(await refusal(() => adminBatch.createNamespacedJob({ namespace: NAMESPACE, body: job, dryRun: "All" }))).toBeUndefined();
+  });
+});
+
+describe("with a pull secret configured, the dispatcher's Jobs may name that one and no other", () => {
+  const PULL_SECRET = "training-image-pull";
+  const withPullSecret = platformSettings({ imagePullSecret: PULL_SECRET });
+  const policyOf = (objects: readonly KubernetesObject[]) => objects.filter((object) => object.metadata?.name === policyName);
+  let pullExecutor: KubernetesExecutor;
+  /** The construct's Job, pulling with the configured secret: what a platform with one renders. */
+  const pulling = () => trainingJob(withPullSecret);
+
+  beforeAll(async () => {
+    pullExecutor = new KubernetesExecutor({ kubeConfig: dispatcherConfig, platform: withPullSecret });
+    const chart = new PlatformChart(new App(), "platform", { platform: { imagePullSecret: PULL_SECRET } }).toJson() as KubernetesObject[];
+    await applyObjects(admin, policyOf(chart));
+    await until("the pull secret's policy in force", async () => (await pullExecutor.verdictOn(pulling() as never)).accepted);
+  });
+  afterAll(async () => {
+    await applyObjects(admin, policyOf(distObjects("platform.k8s.yaml")));
+    await until("dist/'s policy back in force", async () => !(await pullExecutor.verdictOn(pulling() as never)).accepted);
+  });
+
+  it.each(Object.entries(SAMPLE_REQUESTS))("accepts the TrainingJob of sample %s, pulling with it", async (_name, sample) => {
+    const job = renderTrainingJob(trainingRequest(sample), withPullSecret);
+    expect((job.spec as { template: { spec: PodSpec } }).template.spec.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+    expect(await pullExecutor.verdictOn(job)).toEqual({ accepted: true });
+  });
+
+  it("accepts a real create of such a Job under the ServiceAccount's token", async () => {
+    const job = pulling();
+    const created = await dispatcher.createNamespacedJob({ namespace: NAMESPACE, body: job });
+    expect(created.spec?.template.spec?.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+  });
+
+  const pullAttacks: [string, (pod: PodSpec) => void, string][] = [
+    [
+      "a second imagePullSecret naming another Secret (the dispatcher's tokens)",
+      (pod) => pod.imagePullSecrets?.push({ name: "training-dispatcher" }),
+      `no imagePullSecrets but ${PULL_SECRET}`,
+    ],
+    [
+      "another Secret instead of the pull secret",
+      (pod) => {
+        pod.imagePullSecrets = [{ name: "r2-credentials" }];
+      },
+      `no imagePullSecrets but ${PULL_SECRET}`,
+    ],
+    [
+      "the pull secret read into an env var",
+      (pod) => trainer(pod).env?.push({ name: "REGISTRY", valueFrom: { secretKeyRef: { name: PULL_SECRET, key: ".dockerconfigjson" } } }),
+      "no Secret but r2-credentials",
+    ],
+  ];
+
+  it.each(pullAttacks)("refuses %s, on a create and on a dry run", async (_name, change, words) => {
+    const job = tampered(change, withPullSecret);
+    const created = await refusal(() => dispatcher.createNamespacedJob({ namespace: NAMESPACE, body: job }));
+    expect(created?.code).toBe(403);
+    expect(created?.message).toContain(`ValidatingAdmissionPolicy '${policyName}'`);
+    expect(created?.message).toContain(words);
+    const verdict = await pullExecutor.verdictOn(job as never);
+    expect(verdict).toMatchObject({ accepted: false, statusCode: 403 });
+    expect(verdict.message).toContain(words);
   });
 });
