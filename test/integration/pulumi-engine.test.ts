@@ -9,10 +9,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
+import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
+import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
+import {
+  OPTIONAL_SECRET_CONFIG,
+  type OptionalSecretConfigKey,
+  SECRET_CONFIG,
+  type SecretConfigKey,
+} from "../../infra/config/stack-config.ts";
+import { IMAGE_PULL_SECRET_NAME } from "../../infra/platform/training-namespace.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
 import { distObjects } from "./platform.ts";
 import { until } from "./until.ts";
@@ -45,8 +53,12 @@ const env = {
   PULUMI_CONFIG_PASSPHRASE: "engine-test-passphrase",
 };
 
-type Secrets = Record<SecretConfigKey, string>;
+type Secrets = Record<SecretConfigKey | OptionalSecretConfigKey, string>;
+/** A docker config with credentials for the images' registry. */
+const pullSecretNamed = (tag: string) =>
+  JSON.stringify({ auths: { "ghcr.io": { auth: Buffer.from(`bot:${tag}-registry-token-0123`).toString("base64") } } });
 const secretsNamed = (tag: string): Secrets => ({
+  imagePullSecret: pullSecretNamed(tag),
   r2Endpoint: `https://${tag}.r2.example.com`,
   r2AccessKey: `${tag}-access-key-0000`,
   r2SecretKey: `${tag}-secret-key-0123456789abcdef`,
@@ -55,6 +67,27 @@ const secretsNamed = (tag: string): Secrets => ({
   mlflowDbPassword: `${tag}MlflowDbPassword0123`,
   grafanaAdminPassword: `${tag}-grafana-admin-password`,
 });
+/** A build as the pulumi workflow names it: the commit's tag for both, the dispatcher pinned by digest. */
+const IMAGES = {
+  registry: "ghcr.io/myorg",
+  dispatcherTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
+  trainerTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
+  dispatcherDigest: `sha256:${"7c".repeat(32)}`,
+};
+/** The platform chart the stack must apply for that config: dist/'s, with these images and the pull secret. */
+const expectedPlatform = (): KubernetesObject[] => {
+  const chart = new PlatformChart(new App(), "platform", {
+    platform: { registry: IMAGES.registry, trainerImageVersion: IMAGES.trainerTag, imagePullSecret: IMAGE_PULL_SECRET_NAME },
+    dispatcherImage: { tag: IMAGES.dispatcherTag, digest: IMAGES.dispatcherDigest },
+  });
+  // Through YAML into the client's typed models, as distObjects() reads dist/ (a plain LimitRange loses `default`).
+  return loadAllYaml(
+    chart
+      .toJson()
+      .map((object) => stringify(object))
+      .join("---\n"),
+  ) as KubernetesObject[];
+};
 const FIRST = secretsNamed("first");
 const ROTATED = secretsNamed("rotated");
 
@@ -93,6 +126,7 @@ const configFile = (stack: string) => join(PROJECT, `Pulumi.${stack}.yaml`);
 function configure(stack: string, overrides: Readonly<Record<string, string>> = {}): void {
   const plain: Record<string, string> = {
     cloud: "local",
+    images: JSON.stringify(IMAGES),
     kubernetes: JSON.stringify({ kubeconfig: kubeconfigPath, context: kubeConfig.getCurrentContext() }),
     backendApiUrl: "http://backend.backend.svc.cluster.local:8000",
     mlflow: JSON.stringify({ artifacts: { bucket: "training-mlflow-test" }, database: { storageGi: 1 } }),
@@ -134,6 +168,9 @@ async function mustRead<T extends KubernetesObject>(apiVersion: string, kind: st
   return found;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the live Deployment's pod, read as a reviewer reads YAML
+type Json = any;
+
 interface Workload extends KubernetesObject {
   spec: { template: { metadata: { annotations?: Record<string, string> } } };
 }
@@ -150,7 +187,7 @@ const WORKLOADS = {
 } as const;
 
 /** Each Secret the stack writes, with the config value of each key. */
-const SECRETS: readonly { readonly name: string; readonly namespace: string; readonly data: Record<string, SecretConfigKey> }[] = [
+const SECRETS: readonly { readonly name: string; readonly namespace: string; readonly data: Record<string, keyof Secrets> }[] = [
   {
     name: "r2-credentials",
     namespace: "training",
@@ -164,6 +201,7 @@ const SECRETS: readonly { readonly name: string; readonly namespace: string; rea
     data: { AWS_ACCESS_KEY_ID: "r2AccessKey", AWS_SECRET_ACCESS_KEY: "r2SecretKey", MLFLOW_S3_ENDPOINT_URL: "r2Endpoint" },
   },
   { name: "grafana-admin", namespace: "monitoring", data: { "admin-password": "grafanaAdminPassword" } },
+  { name: IMAGE_PULL_SECRET_NAME, namespace: "training", data: { ".dockerconfigjson": "imagePullSecret" } },
 ];
 
 const decode = (value: string | undefined) => Buffer.from(value ?? "", "base64").toString("utf8");
@@ -288,11 +326,13 @@ describe("the Pulumi engine against the test control plane", () => {
       configure(stack, {
         dispatcherReplicas: "0",
         helmCharts: JSON.stringify({ mlflow: { repo: "https://charts.example.com", path: "./mlflow" } }),
+        images: JSON.stringify({ ...IMAGES, trainerTag: "latest" }),
       });
       const run = pulumi(stack, "up", "--yes", "--skip-preview");
       expect(run.status).not.toBe(0);
       expect(run.output).toContain("dispatcherReplicas");
       expect(run.output).toContain("helmCharts.mlflow");
+      expect(run.output).toContain("images.trainerTag: must not be latest");
       const state = JSON.parse(pulumiOk(stack, "stack", "export"));
       const types = (state.deployment.resources ?? []).map((resource: { type: string }) => resource.type);
       expect(types.filter((type: string) => type !== "pulumi:pulumi:Stack")).toEqual([]);
@@ -312,12 +352,12 @@ describe("the Pulumi engine against the test control plane", () => {
   );
 
   it(
-    "deploys the stack: the platform chart as dist/ has it, the Secrets, MLflow on its volume, the monitoring CRs",
+    "deploys the stack: the platform chart as dist/ has it (with its images and pull secret), the Secrets, MLflow on its volume, the monitoring CRs",
     async () => {
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
 
-      // Server-side applying dist/'s objects changes nothing the stack deployed (quantities normalised by the API server).
-      for (const object of distObjects("platform.k8s.yaml")) {
+      // Server-side applying the chart's objects changes nothing the stack deployed (quantities normalised by the API server).
+      for (const object of expectedPlatform()) {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
         const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
@@ -332,6 +372,21 @@ describe("the Pulumi engine against the test control plane", () => {
         }
       }
       await mustRead("v1", "ConfigMap", "backend-config", "training");
+
+      // The build the config names, pulled with the pull secret; the dispatcher gives its Jobs the same.
+      const pull = await mustRead<SecretObject & { type: string }>("v1", "Secret", IMAGE_PULL_SECRET_NAME, "training");
+      expect(pull.type).toBe("kubernetes.io/dockerconfigjson");
+      const dispatcherPod = (await mustRead<Workload & { spec: { template: { spec: Json } } }>(...WORKLOADS.dispatcher)).spec.template.spec;
+      expect(dispatcherPod.imagePullSecrets).toEqual([{ name: IMAGE_PULL_SECRET_NAME }]);
+      const [container] = dispatcherPod.containers;
+      expect(container.image).toBe(`${IMAGES.registry}/training-dispatcher:${IMAGES.dispatcherTag}@${IMAGES.dispatcherDigest}`);
+      expect(container.env).toEqual(
+        expect.arrayContaining([
+          { name: "TRAINER_REGISTRY", value: IMAGES.registry },
+          { name: "TRAINER_IMAGE_VERSION", value: IMAGES.trainerTag },
+          { name: "TRAINER_IMAGE_PULL_SECRET", value: IMAGE_PULL_SECRET_NAME },
+        ]),
+      );
 
       const mlflow = await helmValues("mlflow", "mlflow");
       expect(mlflow).toMatchObject({
@@ -366,9 +421,14 @@ describe("the Pulumi engine against the test control plane", () => {
     () => {
       const exported = pulumiOk(STACK, "stack", "export");
       const config = readFileSync(configFile(STACK), "utf8");
-      for (const key of Object.keys(SECRET_CONFIG) as SecretConfigKey[]) {
+      for (const key of [...Object.keys(SECRET_CONFIG), ...Object.keys(OPTIONAL_SECRET_CONFIG)] as (keyof Secrets)[]) {
         expect(exported.includes(FIRST[key]), `${key} in plain text in the state`).toBe(false);
         expect(config.includes(FIRST[key]), `${key} in plain text in the config file`).toBe(false);
+      }
+      // Nor the pull secret's parts: its token, or the whole as the Secret's base64 data.
+      const { auth } = JSON.parse(FIRST.imagePullSecret).auths["ghcr.io"];
+      for (const form of [auth, Buffer.from(auth, "base64").toString("utf8"), Buffer.from(FIRST.imagePullSecret).toString("base64")]) {
+        expect(exported.includes(form), "the pull secret in plain text in the state").toBe(false);
       }
       expect(exported).toContain('"ciphertext"');
     },
@@ -419,6 +479,7 @@ describe("the Pulumi engine against the test control plane", () => {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         expect(await read(apiVersion, kind, metadata.name as string, metadata.namespace), `${kind} ${metadata.name}`).toBeUndefined();
       }
+      expect(await read("v1", "Secret", IMAGE_PULL_SECRET_NAME, "training")).toBeUndefined();
       for (const namespace of ["mlflow", "monitoring"]) {
         expect(await read("v1", "Namespace", namespace), namespace).toBeUndefined();
       }
