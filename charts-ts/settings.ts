@@ -2,6 +2,7 @@
  * Platform settings: what the platform team decides once per cluster, as
  * opposed to the training request, which the backend sends per run.
  */
+import type { Framework } from "./catalogue.ts";
 
 export interface PlatformSettingsProps {
   /**
@@ -14,6 +15,12 @@ export interface PlatformSettingsProps {
    * @default "v1.0"
    */
   readonly trainerImageVersion?: string;
+  /**
+   * Digest (`sha256:<64 hex>`) of each framework's trainer image at that tag: a Job then names
+   * exactly that build (`<image>:<tag>@<digest>`), whatever is pushed under the tag later.
+   * @default none: the tag alone
+   */
+  readonly trainerImageDigests?: Readonly<Partial<Record<Framework, string>>>;
   /**
    * Namespace of training Jobs.
    * @default "training"
@@ -83,6 +90,7 @@ export type PlatformSettings = Required<Omit<PlatformSettingsProps, "imagePullSe
 export const DEFAULT_PLATFORM_SETTINGS: PlatformSettings = {
   registry: "ghcr.io/myorg",
   trainerImageVersion: "v1.0",
+  trainerImageDigests: {},
   namespace: "training",
   objectStoreSecretName: "r2-credentials",
   backendConfigMapName: "backend-config",

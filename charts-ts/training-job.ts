@@ -150,7 +150,12 @@ function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.Ku
           containers: [
             {
               name: TRAINER_CONTAINER,
-              image: trainerImage(request.framework, settings.registry, settings.trainerImageVersion),
+              image: trainerImage(
+                request.framework,
+                settings.registry,
+                settings.trainerImageVersion,
+                settings.trainerImageDigests[request.framework],
+              ),
               imagePullPolicy: "IfNotPresent",
               command: [...TRAINER_COMMAND],
               args: trainerArgs(request),

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { FRAMEWORKS, type Framework, IMAGE_DIGEST } from "../charts-ts/catalogue.ts";
 import { EXECUTORS, type Executor } from "../charts-ts/request.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettings, platformSettings } from "../charts-ts/settings.ts";
 import { type GpuNodeCapacity, parseGpuNodeCapacity } from "./status/node-fit.ts";
@@ -18,6 +19,7 @@ export const DISPATCHER_ENV = {
   namespace: "TRAINING_NAMESPACE",
   registry: "TRAINER_REGISTRY",
   imageVersion: "TRAINER_IMAGE_VERSION",
+  imageDigests: "TRAINER_IMAGE_DIGESTS",
   imagePullSecret: "TRAINER_IMAGE_PULL_SECRET",
   mlflowTrackingUri: "MLFLOW_TRACKING_URI",
   defaultExecutor: "DEFAULT_EXECUTOR",
@@ -73,6 +75,12 @@ export function platformSettingsEnv(settings: PlatformSettings): Record<string, 
     [DISPATCHER_ENV.namespace]: settings.namespace,
     [DISPATCHER_ENV.registry]: settings.registry,
     [DISPATCHER_ENV.imageVersion]: settings.trainerImageVersion,
+    ...(Object.keys(settings.trainerImageDigests).length > 0 && {
+      [DISPATCHER_ENV.imageDigests]: Object.entries(settings.trainerImageDigests)
+        .map(([framework, digest]) => `${framework}=${digest}`)
+        .sort()
+        .join(","),
+    }),
     [DISPATCHER_ENV.mlflowTrackingUri]: settings.mlflowTrackingUri,
     ...(settings.imagePullSecret !== undefined && { [DISPATCHER_ENV.imagePullSecret]: settings.imagePullSecret }),
   };
@@ -136,6 +144,24 @@ function clusterAccess(env: Env, problems: string[]): ClusterAccess {
   return env.KUBERNETES_SERVICE_HOST ? { kind: "in-cluster" } : { kind: "none" };
 }
 
+/** TRAINER_IMAGE_DIGESTS: `<framework>=sha256:<hex>,...`, the digest each framework's trainer image is pinned to. */
+function trainerImageDigestsFrom(env: Env, problems: string[]): Partial<Record<Framework, string>> | undefined {
+  const raw = env[DISPATCHER_ENV.imageDigests];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const digests: Partial<Record<Framework, string>> = {};
+  for (const entry of raw.split(",")) {
+    const [framework = "", digest = ""] = entry.split("=", 2);
+    if (!FRAMEWORKS.includes(framework as Framework) || !IMAGE_DIGEST.test(digest)) {
+      problems.push(
+        `${DISPATCHER_ENV.imageDigests}: ${JSON.stringify(entry)} is not <framework>=sha256:<64 hex digits> (frameworks: ${FRAMEWORKS.join(", ")})`,
+      );
+      continue;
+    }
+    digests[framework as Framework] = digest;
+  }
+  return digests;
+}
+
 function gpuNodeCapacityFrom(env: Env, problems: string[]): GpuNodeCapacity {
   const raw = env[DISPATCHER_ENV.gpuNodeCapacity];
   if (raw === undefined || raw.trim() === "") return new Map();
@@ -191,6 +217,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       namespace,
       registry: env[DISPATCHER_ENV.registry] || undefined,
       trainerImageVersion: env[DISPATCHER_ENV.imageVersion] || undefined,
+      trainerImageDigests: trainerImageDigestsFrom(env, problems),
       mlflowTrackingUri: env[DISPATCHER_ENV.mlflowTrackingUri] || undefined,
       imagePullSecret,
     }),

@@ -44,7 +44,12 @@ export function platform(config: StackConfig): PlatformOutputs {
     {
       chart: {
         // The images block is the one place that says what runs: the trainers' registry and tag, and the dispatcher's.
-        platform: { ...config.platform, registry: config.images.registry, trainerImageVersion: config.images.trainerTag },
+        platform: {
+          ...config.platform,
+          registry: config.images.registry,
+          trainerImageVersion: config.images.trainerTag,
+          trainerImageDigests: config.images.trainerDigests,
+        },
         dispatcherImage: {
           tag: config.images.dispatcherTag,
           ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),

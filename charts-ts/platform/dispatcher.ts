@@ -2,7 +2,7 @@ import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
 import { DISPATCHER_ENV, platformSettingsEnv } from "../../dispatcher/config.ts";
 import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/status/node-fit.ts";
-import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
+import { DISPATCHER_IMAGE_REPOSITORY, IMAGE_DIGEST } from "../catalogue.ts";
 import { DISPATCHER_LABELS } from "../labels.ts";
 import type { PlatformSettings } from "../settings.ts";
 import { imagePullSecrets } from "../training-job.ts";
@@ -48,7 +48,7 @@ export interface DispatcherProps {
 }
 
 const HTTP_PORT = 8080;
-const IMAGE_DIGEST = /^sha256:[0-9a-f]{64}$/;
+const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
 
 /** `<registry>/training-dispatcher:<tag>[@<digest>]`; a bad digest fails the synth, not the rollout. */
 function dispatcherImageReference(registry: string, image: DispatcherImage): string {
@@ -57,7 +57,6 @@ function dispatcherImageReference(registry: string, image: DispatcherImage): str
   }
   return `${registry}/${DISPATCHER_IMAGE_REPOSITORY}:${image.tag}${image.digest !== undefined ? `@${image.digest}` : ""}`;
 }
-const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
 
 /** GPU_NODE_CAPACITY's value, checked here so a bad entry fails the synth, not the dispatcher's start. */
 function gpuNodeCapacityEnv(capacity: Readonly<Record<string, number>>): string {

@@ -3,6 +3,7 @@
  * one zod schema per cloud. It is validated before any resource is declared.
  */
 import { z } from "zod";
+import { FRAMEWORKS, type Framework, IMAGE_DIGEST } from "../../charts-ts/catalogue.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettingsProps } from "../../charts-ts/settings.ts";
 import { HELM_CHARTS, type HelmChartKey } from "../helm-charts.ts";
 import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
@@ -114,6 +115,10 @@ const movedToImages = (key: string) => z.undefined({ error: `set under images (i
 const platformSettingsSchema = z.strictObject({
   registry: movedToImages("registry"),
   trainerImageVersion: movedToImages("trainerTag"),
+  trainerImageDigests: movedToImages("trainerDigests"),
+  imagePullSecret: z
+    .undefined({ error: "set the secret imagePullSecret (the docker config) instead: the stack creates that Secret" })
+    .optional(),
   namespace: dnsLabel.optional(),
   objectStoreSecretName: dnsSubdomain.optional(),
   backendConfigMapName: dnsSubdomain.optional(),
@@ -157,6 +162,8 @@ const imageTag = z
 
 const IMAGE_TAG_KEYS = ["dispatcherTag", "trainerTag"] as const;
 
+const imageDigest = z.string().regex(IMAGE_DIGEST, "must be sha256:<64 lower-case hex digits>");
+
 /**
  * Which images a stack runs: the registry CI pushes to, and the tags (and digest) of one build.
  * A cloud stack names them all (the pulumi workflow sets the tags of the commit it deploys);
@@ -175,10 +182,9 @@ function imagesSchema(cloud: "eks" | "gke" | "local") {
           .optional(),
         dispatcherTag: imageTag.optional(),
         trainerTag: imageTag.optional(),
-        dispatcherDigest: z
-          .string()
-          .regex(/^sha256:[0-9a-f]{64}$/, "must be sha256:<64 lower-case hex digits>")
-          .optional(),
+        dispatcherDigest: imageDigest.optional(),
+        /** Per framework (catalogue key): the digest of its trainer image at trainerTag. */
+        trainerDigests: z.strictObject(Object.fromEntries(FRAMEWORKS.map((framework) => [framework, imageDigest.optional()]))).optional(),
       })
       .prefault({})
       .superRefine((images, ctx) => {
@@ -194,11 +200,12 @@ function imagesSchema(cloud: "eks" | "gke" | "local") {
             });
         }
       })
-      .transform(({ registry, dispatcherTag, trainerTag, dispatcherDigest }) => ({
+      .transform(({ registry, dispatcherTag, trainerTag, dispatcherDigest, trainerDigests }) => ({
         registry: registry ?? DEFAULT_PLATFORM_SETTINGS.registry,
         dispatcherTag: dispatcherTag ?? DEFAULT_PLATFORM_SETTINGS.trainerImageVersion,
         trainerTag: trainerTag ?? DEFAULT_PLATFORM_SETTINGS.trainerImageVersion,
         ...(dispatcherDigest !== undefined && { dispatcherDigest }),
+        trainerDigests: (trainerDigests ?? {}) as Partial<Record<Framework, string>>,
       })),
   );
 }

@@ -39,11 +39,12 @@ describe("loadConfig", () => {
     expect(config.platform.registry).toBe("r.example/ml");
   });
 
-  it("renders Jobs with the settings the platform chart's Deployment passes: image, tag, pull secret", () => {
+  it("renders Jobs with the settings the platform chart's Deployment passes: image, tag, digests, pull secret", () => {
     const settings = platformSettings({
       namespace: "team-a",
       registry: "ghcr.io/acme",
       trainerImageVersion: "3f2c1d0",
+      trainerImageDigests: { timm: `sha256:${"b2".repeat(32)}`, ultralytics: `sha256:${"a1".repeat(32)}` },
       mlflowTrackingUri: "http://mlflow.team-a.svc.cluster.local:5000",
       imagePullSecret: "registry-login",
     });
@@ -51,15 +52,23 @@ describe("loadConfig", () => {
     expect(env).toMatchObject({
       TRAINER_REGISTRY: "ghcr.io/acme",
       TRAINER_IMAGE_VERSION: "3f2c1d0",
+      TRAINER_IMAGE_DIGESTS: `timm=sha256:${"b2".repeat(32)},ultralytics=sha256:${"a1".repeat(32)}`,
       TRAINER_IMAGE_PULL_SECRET: "registry-login",
     });
     expect(loadConfig({ ...env, DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(settings);
     expect(loadConfig({ ...platformSettingsEnv(platformSettings()), DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(platformSettings());
   });
 
-  it("refuses a pull secret that is no Secret name", () => {
-    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", TRAINER_IMAGE_PULL_SECRET: "Registry Login" })).toEqual([
-      `TRAINER_IMAGE_PULL_SECRET="Registry Login": must be a Secret name (lower-case letters, digits, '-' and '.')`,
+  it("refuses a pull secret that is no Secret name, and a digest for no framework or of no sha256", () => {
+    const problems = problemsOf({
+      DISPATCHER_API_TOKEN: "t",
+      TRAINER_IMAGE_PULL_SECRET: "Registry Login",
+      TRAINER_IMAGE_DIGESTS: "pytorch=sha256:00,timm=latest",
+    });
+    expect(problems).toEqual([
+      "TRAINER_IMAGE_PULL_SECRET=\"Registry Login\": must be a Secret name (lower-case letters, digits, '-' and '.')",
+      'TRAINER_IMAGE_DIGESTS: "pytorch=sha256:00" is not <framework>=sha256:<64 hex digits> (frameworks: ultralytics, timm, transformers)',
+      'TRAINER_IMAGE_DIGESTS: "timm=latest" is not <framework>=sha256:<64 hex digits> (frameworks: ultralytics, timm, transformers)',
     ]);
   });
 

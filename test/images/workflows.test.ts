@@ -157,7 +157,7 @@ describe("pulumi.yml", () => {
     expect(upProd.needs).toBe(devJob);
   });
 
-  test("the called workflow sets the stack's image tags, and on `up` the dispatcher's digest, before running Pulumi", () => {
+  test("the called workflow sets the stack's image tags, and on `up` every image's digest, before running Pulumi", () => {
     const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
     const steps: Json[] = job.steps;
     const configure = steps.findIndex((step) => step.env?.IMAGE_TAG === expression("inputs.image-tag"));
@@ -166,9 +166,19 @@ describe("pulumi.yml", () => {
     expect(configure).toBeLessThan(run);
     const script: string = steps[configure].run;
     expect(script).toContain('--plaintext "images.dispatcherTag=$IMAGE_TAG" --plaintext "images.trainerTag=$IMAGE_TAG"');
-    expect(script).toContain(`"$registry/${DISPATCHER_IMAGE_REPOSITORY}:$IMAGE_TAG"`);
-    expect(script).toMatch(/docker buildx imagetools inspect "\$image" --format '\{\{\.Manifest\.Digest\}\}'/);
+    expect(script).toContain(`docker buildx imagetools inspect "$registry/$1:$IMAGE_TAG" --format '{{.Manifest.Digest}}'`);
+    expect(script).toContain(`digest=$(digest_of ${DISPATCHER_IMAGE_REPOSITORY})`);
     expect(script).toContain('--path images.dispatcherDigest "$digest"');
+    expect(script).toContain('node --input-type=module -e "$LIST_TRAINERS" | while read -r framework repository; do');
+    expect(script).toContain('--path "images.trainerDigests.$framework" "$digest"');
+    // The trainers it pins are the catalogue's, listed by the same code the step runs (Node 24, from stacks/).
+    const listed = execFileSync(process.execPath, ["--input-type=module", "-e", steps[configure].env.LIST_TRAINERS], {
+      cwd: "stacks",
+      encoding: "utf8",
+    });
+    expect(listed.trim().split("\n")).toEqual(
+      FRAMEWORKS.map((framework) => `${framework} ${FRAMEWORK_CATALOGUE[framework].imageRepository}`),
+    );
     // The CLI exists before that step; the login lets it read a private package's digest.
     expect(steps.slice(0, configure).some((step) => step.uses?.startsWith("pulumi/actions@") && !step.with)).toBe(true);
     expect(steps.slice(0, configure).some((step) => step.uses?.startsWith("docker/login-action@"))).toBe(true);
@@ -179,11 +189,13 @@ describe("pulumi.yml", () => {
     const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
     const script: string = job.steps.map((step: Json) => step.run ?? "").join("\n");
     const keys = [...new Set([...script.matchAll(/(?:--path |")images\.(\w+)/g)].map((match) => match[1] as string))].sort();
-    expect(keys).toEqual(["dispatcherDigest", "dispatcherTag", "registry", "trainerTag"]);
+    expect(keys).toEqual(["dispatcherDigest", "dispatcherTag", "registry", "trainerDigests", "trainerTag"]);
     for (const stack of cloudStacks) {
       const { values } = withTestSecrets(readStackFile(`stacks/Pulumi.${stack}.yaml`));
       const raw = Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice("training-platform:".length), value]));
-      const set = { dispatcherTag: "0123abc", trainerTag: "0123abc", dispatcherDigest: `sha256:${"0".repeat(64)}` };
+      const digest = `sha256:${"0".repeat(64)}`;
+      const trainerDigests = Object.fromEntries(FRAMEWORKS.map((framework) => [framework, digest]));
+      const set = { dispatcherTag: "0123abc", trainerTag: "0123abc", dispatcherDigest: digest, trainerDigests };
       const images = { ...JSON.parse(raw.images ?? "{}"), ...set };
       expect(
         validateStackConfig({ ...raw, images: JSON.stringify(images) }, () => true),

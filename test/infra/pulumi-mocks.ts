@@ -90,11 +90,16 @@ export function withTestSecrets(config: StackConfigValues, overrides: Partial<Re
   return { values: { ...config.values, ...secrets }, secretKeys: [...config.secretKeys, ...Object.keys(secrets)] };
 }
 
-/** A build's images as the pulumi workflow sets them on a cloud stack before it deploys: the commit's tag, the dispatcher's digest. */
+/** A build's images as the pulumi workflow sets them on a cloud stack before it deploys: the commit's tag, each image's digest. */
 export const DEPLOYED_IMAGES = {
   dispatcherTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
   trainerTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
   dispatcherDigest: `sha256:${"5d".repeat(32)}`,
+  trainerDigests: {
+    ultralytics: `sha256:${"a1".repeat(32)}`,
+    timm: `sha256:${"b2".repeat(32)}`,
+    transformers: `sha256:${"c3".repeat(32)}`,
+  },
 } as const;
 
 /** What `pulumi config set --path images.<key>` does for each DEPLOYED_IMAGES key, on cloud stacks (the workflow never deploys `local`). */

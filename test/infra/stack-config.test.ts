@@ -4,7 +4,16 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadStackConfig, StackConfigError, validateStackConfig } from "../../infra/config/load-stack-config.ts";
 import { SECRET_CONFIG } from "../../infra/config/stack-config.ts";
-import { declare, deployedStack, PROJECT, readStackFile, stackFiles, TEST_SECRETS, withTestSecrets } from "./pulumi-mocks.ts";
+import {
+  DEPLOYED_IMAGES,
+  declare,
+  deployedStack,
+  PROJECT,
+  readStackFile,
+  stackFiles,
+  TEST_SECRETS,
+  withTestSecrets,
+} from "./pulumi-mocks.ts";
 
 /** Raw config without the namespace, secrets included and set with --secret. */
 function rawConfig(stack: string): Record<string, string> {
@@ -150,6 +159,16 @@ describe("bad stack configuration is refused, naming the key", () => {
       "images.dispatcherDigest: must be sha256:<64 lower-case hex digits>",
     ],
     [
+      "a trainer digest for a framework the catalogue does not have",
+      edited("dev-eks", "images", (images) => ({ ...images, trainerDigests: { pytorch: `sha256:${"0".repeat(64)}` } })),
+      "images.trainerDigests.pytorch: unknown key",
+    ],
+    [
+      "a trainer digest that is no sha256 digest",
+      edited("dev-eks", "images", (images) => ({ ...images, trainerDigests: { timm: "latest" } })),
+      "images.trainerDigests.timm: must be sha256:<64 lower-case hex digits>",
+    ],
+    [
       "the trainers' registry under platform, away from the dispatcher's",
       { ...rawConfig("local"), platform: '{"registry":"ghcr.io/acme"}' },
       "platform.registry: set under images (images.registry)",
@@ -279,13 +298,8 @@ describe("images", () => {
       const result = validateStackConfig(rawConfig(stack), allSecret);
       return result.success ? result.config.images : result.problems;
     };
-    expect(images("dev-eks")).toEqual({
-      registry: "ghcr.io/myorg",
-      dispatcherTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
-      trainerTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
-      dispatcherDigest: `sha256:${"5d".repeat(32)}`,
-    });
-    expect(images("local")).toEqual({ registry: "ghcr.io/myorg", dispatcherTag: "v1.0", trainerTag: "v1.0" });
+    expect(images("dev-eks")).toEqual({ registry: "ghcr.io/myorg", ...DEPLOYED_IMAGES });
+    expect(images("local")).toEqual({ registry: "ghcr.io/myorg", dispatcherTag: "v1.0", trainerTag: "v1.0", trainerDigests: {} });
   });
 
   it("a pull secret is checked against the registry's host, whatever form the docker config names it in", () => {

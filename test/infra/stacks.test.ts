@@ -142,19 +142,24 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     expect(env?.value).toBe(expected[stack]);
   });
 
-  it("runs the images it names: a cloud stack the commit the workflow set (the dispatcher by digest), local the chart's defaults", async () => {
+  it("runs the images it names: a cloud stack the commit the workflow set (each image by digest), local the chart's defaults", async () => {
     const deployment = one(await resourcesOf(stack), "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs.find(
       (object: Inputs) => object.kind === "Deployment",
     );
     const [container] = deployment.spec.template.spec.containers;
     const env = Object.fromEntries(container.env.map((entry: Inputs) => [entry.name, entry.value]));
-    const { dispatcherTag, trainerTag, dispatcherDigest } = DEPLOYED_IMAGES;
-    const [image, trainers] =
+    const { dispatcherTag, trainerTag, dispatcherDigest, trainerDigests } = DEPLOYED_IMAGES;
+    const [image, trainers, digests] =
       stack === "local"
-        ? ["ghcr.io/myorg/training-dispatcher:v1.0", "v1.0"]
-        : [`ghcr.io/myorg/training-dispatcher:${dispatcherTag}@${dispatcherDigest}`, trainerTag];
+        ? ["ghcr.io/myorg/training-dispatcher:v1.0", "v1.0", undefined]
+        : [
+            `ghcr.io/myorg/training-dispatcher:${dispatcherTag}@${dispatcherDigest}`,
+            trainerTag,
+            `timm=${trainerDigests.timm},transformers=${trainerDigests.transformers},ultralytics=${trainerDigests.ultralytics}`,
+          ];
     expect(container.image).toBe(image);
     expect(env).toMatchObject({ TRAINER_REGISTRY: "ghcr.io/myorg", TRAINER_IMAGE_VERSION: trainers });
+    expect(env.TRAINER_IMAGE_DIGESTS).toBe(digests);
     expect(env.TRAINER_IMAGE_PULL_SECRET).toBeUndefined();
     expect(deployment.spec.template.spec.imagePullSecrets).toBeUndefined();
   });
@@ -179,7 +184,12 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     }
     const config = validatedStackConfig(STACKS.get(stack) as string);
     const rendered = renderPlatformChart({
-      platform: { ...config.platform, registry: config.images.registry, trainerImageVersion: config.images.trainerTag },
+      platform: {
+        ...config.platform,
+        registry: config.images.registry,
+        trainerImageVersion: config.images.trainerTag,
+        trainerImageDigests: config.images.trainerDigests,
+      },
       dispatcherImage: {
         tag: config.images.dispatcherTag,
         ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),

@@ -67,17 +67,27 @@ const secretsNamed = (tag: string): Secrets => ({
   mlflowDbPassword: `${tag}MlflowDbPassword0123`,
   grafanaAdminPassword: `${tag}-grafana-admin-password`,
 });
-/** A build as the pulumi workflow names it: the commit's tag for both, the dispatcher pinned by digest. */
+/** A build as the pulumi workflow names it: the commit's tag for all, each image pinned by digest. */
 const IMAGES = {
   registry: "ghcr.io/myorg",
   dispatcherTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
   trainerTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
   dispatcherDigest: `sha256:${"7c".repeat(32)}`,
+  trainerDigests: {
+    ultralytics: `sha256:${"1a".repeat(32)}`,
+    timm: `sha256:${"2b".repeat(32)}`,
+    transformers: `sha256:${"3c".repeat(32)}`,
+  },
 };
 /** The platform chart the stack must apply for that config: dist/'s, with these images and the pull secret. */
 const expectedPlatform = (): KubernetesObject[] => {
   const chart = new PlatformChart(new App(), "platform", {
-    platform: { registry: IMAGES.registry, trainerImageVersion: IMAGES.trainerTag, imagePullSecret: IMAGE_PULL_SECRET_NAME },
+    platform: {
+      registry: IMAGES.registry,
+      trainerImageVersion: IMAGES.trainerTag,
+      trainerImageDigests: IMAGES.trainerDigests,
+      imagePullSecret: IMAGE_PULL_SECRET_NAME,
+    },
     dispatcherImage: { tag: IMAGES.dispatcherTag, digest: IMAGES.dispatcherDigest },
   });
   // Through YAML into the client's typed models, as distObjects() reads dist/ (a plain LimitRange loses `default`).
@@ -384,6 +394,10 @@ describe("the Pulumi engine against the test control plane", () => {
         expect.arrayContaining([
           { name: "TRAINER_REGISTRY", value: IMAGES.registry },
           { name: "TRAINER_IMAGE_VERSION", value: IMAGES.trainerTag },
+          {
+            name: "TRAINER_IMAGE_DIGESTS",
+            value: `timm=${IMAGES.trainerDigests.timm},transformers=${IMAGES.trainerDigests.transformers},ultralytics=${IMAGES.trainerDigests.ultralytics}`,
+          },
           { name: "TRAINER_IMAGE_PULL_SECRET", value: IMAGE_PULL_SECRET_NAME },
         ]),
       );
