@@ -32,6 +32,13 @@ export const DISPATCHER_ENV = {
   localGraceSeconds: "LOCAL_GRACE_SECONDS",
   startupDeadlineSeconds: "STARTUP_DEADLINE_SECONDS",
   gpuNodeCapacity: "GPU_NODE_CAPACITY",
+  objectStoreSecret: "OBJECT_STORE_SECRET",
+  backendConfigMap: "BACKEND_CONFIG_MAP",
+  backoffLimit: "JOB_BACKOFF_LIMIT",
+  ttlSecondsAfterFinished: "JOB_TTL_SECONDS_AFTER_FINISHED",
+  terminationGracePeriodSeconds: "TRAINER_TERMINATION_GRACE_SECONDS",
+  sharedMemorySize: "TRAINER_SHARED_MEMORY",
+  runAsUser: "TRAINER_RUN_AS_USER",
   backendUrl: "BACKEND_API_URL",
   backendToken: "BACKEND_TOKEN",
   backendTokenFile: "BACKEND_TOKEN_FILE",
@@ -65,13 +72,46 @@ export interface DispatcherConfig {
   readonly backendToken?: string;
 }
 
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+const wholeNumber = z.coerce.number().int().min(0);
+const secretOrConfigMapName = z.string().regex(DNS_SUBDOMAIN);
+
+/**
+ * The Job settings besides the image's: each travels only when it differs from the default, which
+ * is also what the dispatcher falls back to, so an unchanged platform's Deployment stays as it was.
+ */
+const JOB_SETTINGS_ENV = {
+  objectStoreSecretName: { name: DISPATCHER_ENV.objectStoreSecret, schema: secretOrConfigMapName, hint: "must be a Secret name" },
+  backendConfigMapName: { name: DISPATCHER_ENV.backendConfigMap, schema: secretOrConfigMapName, hint: "must be a ConfigMap name" },
+  backoffLimit: { name: DISPATCHER_ENV.backoffLimit, schema: wholeNumber, hint: "must be a whole number" },
+  ttlSecondsAfterFinished: { name: DISPATCHER_ENV.ttlSecondsAfterFinished, schema: wholeNumber, hint: "must be a whole number of seconds" },
+  terminationGracePeriodSeconds: {
+    name: DISPATCHER_ENV.terminationGracePeriodSeconds,
+    schema: wholeNumber,
+    hint: "must be a whole number of seconds",
+  },
+  sharedMemorySize: {
+    name: DISPATCHER_ENV.sharedMemorySize,
+    schema: z.string().regex(/^\d+(\.\d+)?([KMGT]i?)?$/),
+    hint: "must be a quantity such as 2Gi",
+  },
+  runAsUser: { name: DISPATCHER_ENV.runAsUser, schema: positiveInt, hint: "must be a positive user id (trainers run as non-root)" },
+} as const satisfies Partial<Record<keyof PlatformSettings, { name: string; schema: z.ZodType; hint: string }>>;
+
+type JobSettingKey = keyof typeof JOB_SETTINGS_ENV;
+
 /**
  * The platform settings a dispatcher renders TrainingJobs with, as the environment that carries
  * them: the platform chart's Deployment sets exactly this, and loadConfig reads it back, so the
- * trainer image, its tag and the pull secret the Jobs use are the ones the stack deployed.
+ * Jobs run the trainer image, tag, digests, pull secret, Secret and ConfigMap the stack deployed
+ * (and its admission policy allows).
  */
 export function platformSettingsEnv(settings: PlatformSettings): Record<string, string> {
+  const changed = (Object.keys(JOB_SETTINGS_ENV) as JobSettingKey[]).filter((key) => settings[key] !== DEFAULT_PLATFORM_SETTINGS[key]);
   return {
+    ...Object.fromEntries(changed.map((key) => [JOB_SETTINGS_ENV[key].name, String(settings[key])])),
     [DISPATCHER_ENV.namespace]: settings.namespace,
     [DISPATCHER_ENV.registry]: settings.registry,
     [DISPATCHER_ENV.imageVersion]: settings.trainerImageVersion,
@@ -96,10 +136,6 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-const port = z.coerce.number().int().min(1).max(65_535);
-const positiveInt = z.coerce.number().int().positive();
 
 /** A secret given either inline or as a file (a mounted Secret); both at once is ambiguous. */
 function secretFrom(env: Env, inline: string, file: string, problems: string[], required: boolean): string | undefined {
@@ -162,6 +198,15 @@ function trainerImageDigestsFrom(env: Env, problems: string[]): Partial<Record<F
   return digests;
 }
 
+function jobSettingsFrom(env: Env, problems: string[]): Partial<Pick<PlatformSettings, JobSettingKey>> {
+  return Object.fromEntries(
+    Object.entries(JOB_SETTINGS_ENV).map(([key, { name, schema, hint }]) => [
+      key,
+      parsed<unknown>(schema, env, name, undefined, problems, hint),
+    ]),
+  );
+}
+
 function gpuNodeCapacityFrom(env: Env, problems: string[]): GpuNodeCapacity {
   const raw = env[DISPATCHER_ENV.gpuNodeCapacity];
   if (raw === undefined || raw.trim() === "") return new Map();
@@ -202,7 +247,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     "must be a Kubernetes namespace name",
   );
   const imagePullSecret = parsed<string | undefined>(
-    z.string().regex(DNS_SUBDOMAIN),
+    secretOrConfigMapName,
     env,
     DISPATCHER_ENV.imagePullSecret,
     undefined,
@@ -220,6 +265,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       trainerImageDigests: trainerImageDigestsFrom(env, problems),
       mlflowTrackingUri: env[DISPATCHER_ENV.mlflowTrackingUri] || undefined,
       imagePullSecret,
+      ...jobSettingsFrom(env, problems),
     }),
     defaultExecutor,
     apiToken: apiToken ?? "",

@@ -130,6 +130,9 @@ describe("PlatformChart", () => {
     const without = deploymentOf({});
     expect(without.spec.template.spec.imagePullSecrets).toBeUndefined();
     expect(env(without).TRAINER_IMAGE_PULL_SECRET).toBeUndefined();
+    // The Job settings the policy is built from reach the dispatcher too, so its Jobs pass that policy.
+    expect(env(deploymentOf({ platform: { objectStoreSecretName: "object-keys" } })).OBJECT_STORE_SECRET).toBe("object-keys");
+    expect(env(without).OBJECT_STORE_SECRET).toBeUndefined();
     const withSecret = deploymentOf({ platform: { imagePullSecret: "registry-login" } });
     expect(withSecret.spec.template.spec.imagePullSecrets).toEqual([{ name: "registry-login" }]);
     expect(env(withSecret).TRAINER_IMAGE_PULL_SECRET).toBe("registry-login");

@@ -59,6 +59,32 @@ describe("loadConfig", () => {
     expect(loadConfig({ ...platformSettingsEnv(platformSettings()), DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(platformSettings());
   });
 
+  it("renders Jobs with the Secret, ConfigMap, retries and user the stack chose, which its admission policy allows", () => {
+    const settings = platformSettings({
+      objectStoreSecretName: "object-keys",
+      backendConfigMapName: "backend-urls",
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: 3600,
+      terminationGracePeriodSeconds: 60,
+      sharedMemorySize: "8Gi",
+      runAsUser: 2000,
+    });
+    const env = platformSettingsEnv(settings);
+    expect(env).toMatchObject({ OBJECT_STORE_SECRET: "object-keys", BACKEND_CONFIG_MAP: "backend-urls", JOB_BACKOFF_LIMIT: "0" });
+    expect(loadConfig({ ...env, DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(settings);
+    // Defaults are not sent: the dispatcher's own defaults are the same.
+    expect(Object.keys(platformSettingsEnv(platformSettings())).sort()).toEqual([
+      "MLFLOW_TRACKING_URI",
+      "TRAINER_IMAGE_VERSION",
+      "TRAINER_REGISTRY",
+      "TRAINING_NAMESPACE",
+    ]);
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", TRAINER_RUN_AS_USER: "0", JOB_BACKOFF_LIMIT: "-1" })).toEqual([
+      'JOB_BACKOFF_LIMIT="-1": must be a whole number',
+      'TRAINER_RUN_AS_USER="0": must be a positive user id (trainers run as non-root)',
+    ]);
+  });
+
   it("refuses a pull secret that is no Secret name, and a digest for no framework or of no sha256", () => {
     const problems = problemsOf({
       DISPATCHER_API_TOKEN: "t",

@@ -23,6 +23,7 @@ import { trainingRequest } from "../../charts-ts/request.ts";
 import { SAMPLE_REQUESTS } from "../../charts-ts/samples.ts";
 import { type PlatformSettings, platformSettings } from "../../charts-ts/settings.ts";
 import { renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
+import { loadConfig } from "../../dispatcher/config.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
 import { applyObjects, applyPlatform, distObjects } from "./platform.ts";
 import { serviceAccountConfig } from "./service-account.ts";
@@ -263,9 +264,24 @@ describe("the dispatcher's ServiceAccount may create only TrainingJob-shaped Job
   });
 });
 
-describe("with a pull secret configured, the dispatcher's Jobs may name that one and no other", () => {
+describe("with a pull secret (and an object store Secret of its own) configured, the dispatcher's Jobs may name that one and no other", () => {
   const PULL_SECRET = "training-image-pull";
-  const withPullSecret = platformSettings({ imagePullSecret: PULL_SECRET });
+  const OBJECT_STORE_SECRET = "object-keys";
+  const chart = new PlatformChart(new App(), "platform", {
+    platform: { imagePullSecret: PULL_SECRET, objectStoreSecretName: OBJECT_STORE_SECRET },
+  }).toJson() as KubernetesObject[];
+  // The settings a dispatcher deployed by that chart renders with: read from its Deployment's environment, as it does.
+  const deployment = chart.find((object) => object.kind === "Deployment") as KubernetesObject & {
+    spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } };
+  };
+  const deployedEnv = Object.fromEntries(deployment.spec.template.spec.containers[0]?.env.map((entry) => [entry.name, entry.value]) ?? []);
+  const withPullSecret = loadConfig({
+    ...deployedEnv,
+    DEFAULT_EXECUTOR: "local",
+    DISPATCHER_API_TOKEN: "t",
+    DISPATCHER_API_TOKEN_FILE: undefined,
+    BACKEND_TOKEN_FILE: undefined,
+  }).platform;
   const policyOf = (objects: readonly KubernetesObject[]) => objects.filter((object) => object.metadata?.name === policyName);
   let pullExecutor: KubernetesExecutor;
   /** The construct's Job, pulling with the configured secret: what a platform with one renders. */
@@ -273,22 +289,27 @@ describe("with a pull secret configured, the dispatcher's Jobs may name that one
 
   beforeAll(async () => {
     pullExecutor = new KubernetesExecutor({ kubeConfig: dispatcherConfig, platform: withPullSecret });
-    const chart = new PlatformChart(new App(), "platform", { platform: { imagePullSecret: PULL_SECRET } }).toJson() as KubernetesObject[];
     await applyObjects(admin, policyOf(chart));
     const another = tampered((pod) => pod.imagePullSecrets?.push({ name: "training-dispatcher" }), withPullSecret);
     await policyInForce(async () => (await pullExecutor.verdictOn(another as never)).message?.includes(`but ${PULL_SECRET}`));
   });
   afterAll(async () => {
     await applyObjects(admin, policyOf(distObjects("platform.k8s.yaml")));
+    // dist/'s Job shape, but pulling with the secret: only the pull secret rule can tell the two policies apart.
+    const pullingByDefault = tampered((pod) => {
+      pod.imagePullSecrets = [{ name: PULL_SECRET }];
+    });
     await policyInForce(async () => {
-      const { message = "" } = await pullExecutor.verdictOn(pulling() as never);
+      const { message = "" } = await executor.verdictOn(pullingByDefault as never);
       return message.includes("no imagePullSecrets") && !message.includes(`but ${PULL_SECRET}`);
     });
   });
 
   it.each(Object.entries(SAMPLE_REQUESTS))("accepts the TrainingJob of sample %s, pulling with it", async (_name, sample) => {
     const job = renderTrainingJob(trainingRequest(sample), withPullSecret);
-    expect((job.spec as { template: { spec: PodSpec } }).template.spec.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+    const pod = (job.spec as { template: { spec: PodSpec } }).template.spec;
+    expect(pod.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+    expect(JSON.stringify(pod.containers)).toContain(`"name":"${OBJECT_STORE_SECRET}"`);
     expect(await pullExecutor.verdictOn(job)).toEqual({ accepted: true });
   });
 
@@ -314,7 +335,7 @@ describe("with a pull secret configured, the dispatcher's Jobs may name that one
     [
       "the pull secret read into an env var",
       (pod) => trainer(pod).env?.push({ name: "REGISTRY", valueFrom: { secretKeyRef: { name: PULL_SECRET, key: ".dockerconfigjson" } } }),
-      "no Secret but r2-credentials",
+      `no Secret but ${OBJECT_STORE_SECRET}`,
     ],
   ];
 
