@@ -166,8 +166,9 @@ describe("pulumi.yml", () => {
     expect(configure).toBeLessThan(run);
     const script: string = steps[configure].run;
     expect(script).toContain('--plaintext "images.dispatcherTag=$IMAGE_TAG" --plaintext "images.trainerTag=$IMAGE_TAG"');
-    expect(script).toContain(`docker buildx imagetools inspect "$registry/$1:$IMAGE_TAG" --format '{{.Manifest.Digest}}'`);
-    expect(script).toContain(`digest=$(digest_of ${DISPATCHER_IMAGE_REPOSITORY})`);
+    expect(script).toContain(`digest=$(docker buildx imagetools inspect "$registry/$1:$IMAGE_TAG" --format '{{.Manifest.Digest}}')`);
+    expect(script).toMatch(new RegExp(`^ *digest_of ${DISPATCHER_IMAGE_REPOSITORY}$`, "m"));
+    expect(script).toMatch(/^ *digest_of "\$repository"$/m);
     expect(script).toContain('--path images.dispatcherDigest "$digest"');
     expect(script).toContain('node --input-type=module -e "$LIST_TRAINERS" | while read -r framework repository; do');
     expect(script).toContain('--path "images.trainerDigests.$framework" "$digest"');

@@ -5,6 +5,7 @@
 // test/pulumi/README.md for what that does and does not prove). If the engine
 // cannot be built or started, the run fails; nothing here skips.
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
@@ -13,7 +14,9 @@ import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, l
 import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
+import { FRAMEWORK_CATALOGUE, FRAMEWORKS } from "../../charts-ts/catalogue.ts";
 import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
+import { validateStackConfig } from "../../infra/config/load-stack-config.ts";
 import {
   OPTIONAL_SECRET_CONFIG,
   type OptionalSecretConfigKey,
@@ -22,6 +25,7 @@ import {
 } from "../../infra/config/stack-config.ts";
 import { IMAGE_PULL_SECRET_NAME } from "../../infra/platform/training-namespace.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
+import { readStackFile, withTestSecrets } from "../infra/pulumi-mocks.ts";
 import { distObjects } from "./platform.ts";
 import { until } from "./until.ts";
 
@@ -350,6 +354,98 @@ describe("the Pulumi engine against the test control plane", () => {
     },
     STEP_TIMEOUT_MS,
   );
+
+  describe("the pulumi workflow's deploy step (pulumi-stack.yml), run with this CLI on a copy of a cloud stack file", () => {
+    const step = (parse(readFileSync(join(REPO, ".github", "workflows", "pulumi-stack.yml"), "utf8")).jobs.pulumi.steps as Json[]).find(
+      (candidate) => candidate.name === "Deploy this commit's images",
+    );
+    const SHA = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d";
+    const digestOf = (image: string) => `sha256:${createHash("sha256").update(image).digest("hex")}`;
+
+    /** Runs the step's script as the runner would (bash -eo pipefail, in stacks/) with our CLI and a registry stand-in. */
+    function runStep(stack: string, command: string, missingImage = "") {
+      const root = mkdtempSync(join(work, "workflow-"));
+      mkdirSync(join(root, "stacks"));
+      mkdirSync(join(root, "charts-ts"));
+      mkdirSync(join(root, "bin"));
+      // The step imports the catalogue from ../charts-ts, as in the repository.
+      writeFileSync(join(root, "charts-ts", "catalogue.ts"), readFileSync(join(REPO, "charts-ts", "catalogue.ts")));
+      writeFileSync(join(root, "stacks", "Pulumi.yaml"), readFileSync(join(STACKS, "Pulumi.yaml")));
+      writeFileSync(join(root, "stacks", `Pulumi.${stack}.yaml`), readFileSync(join(STACKS, `Pulumi.${stack}.yaml`)));
+      writeFileSync(
+        join(root, "bin", "pulumi"),
+        `#!/bin/sh\nexec bash ${JSON.stringify(join(REPO, "tools", "pulumi", "pulumi.sh"))} "$@"\n`,
+        {
+          mode: 0o755,
+        },
+      );
+      // ghcr.io holding this commit's images: `buildx imagetools inspect <image> --format ...` prints a digest of the name.
+      writeFileSync(
+        join(root, "bin", "docker"),
+        `#!/bin/sh\ncase "$4" in *${missingImage || "never"}*) echo "ERROR: $4: not found" >&2; exit 1;; esac\nprintf 'sha256:%s\\n' "$(printf %s "$4" | sha256sum | cut -c1-64)"\n`,
+        { mode: 0o755 },
+      );
+      const stepEnv = { ...env, PATH: `${join(root, "bin")}:${env.PATH}`, GITHUB_STEP_SUMMARY: join(root, "summary.md") };
+      const init = spawnSync("pulumi", ["stack", "init", stack, "--non-interactive"], {
+        cwd: join(root, "stacks"),
+        env: stepEnv,
+        encoding: "utf8",
+      });
+      expect(init.status, init.stderr).toBe(0);
+      const run = spawnSync("bash", ["-eo", "pipefail", "-c", step.run], {
+        cwd: join(root, "stacks"),
+        env: { ...stepEnv, STACK: stack, COMMAND: command, IMAGE_TAG: SHA, LIST_TRAINERS: step.env.LIST_TRAINERS },
+        encoding: "utf8",
+      });
+      const config = parse(readFileSync(join(root, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config;
+      return { run, images: config["training-platform:images"], file: join(root, "stacks", `Pulumi.${stack}.yaml`) };
+    }
+
+    it(
+      "on up: the commit's tags and every image's digest, a config the stack then accepts",
+      () => {
+        const { run, images, file } = runStep("dev-eks", "up");
+        expect(run.status, run.stdout + run.stderr).toBe(0);
+        const registry = "ghcr.io/myorg";
+        expect(images).toEqual({
+          registry,
+          dispatcherTag: SHA,
+          trainerTag: SHA,
+          dispatcherDigest: digestOf(`${registry}/training-dispatcher:${SHA}`),
+          trainerDigests: Object.fromEntries(
+            FRAMEWORKS.map((framework) => [framework, digestOf(`${registry}/${FRAMEWORK_CATALOGUE[framework].imageRepository}:${SHA}`)]),
+          ),
+        });
+        const { values } = withTestSecrets(readStackFile(file));
+        const raw = Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice("training-platform:".length), value]));
+        expect(validateStackConfig(raw, () => true)).toMatchObject({ success: true });
+      },
+      STEP_TIMEOUT_MS,
+    );
+
+    it(
+      "on preview: the tags only (nothing is pushed for a pull request)",
+      () => {
+        const { run, images } = runStep("prod-gke", "preview");
+        expect(run.status, run.stdout + run.stderr).toBe(0);
+        expect(images).toEqual({ registry: "ghcr.io/myorg", dispatcherTag: SHA, trainerTag: SHA });
+      },
+      STEP_TIMEOUT_MS,
+    );
+
+    it(
+      "fails, naming images.registry, when the registry lacks one of the commit's images",
+      () => {
+        const { run, images } = runStep("prod-eks", "up", "trainer-timm");
+        expect(run.status).not.toBe(0);
+        expect(run.stdout).toContain(
+          `::error::no image ghcr.io/myorg/trainer-timm:${SHA}: images.registry of prod-eks must be where images.yml pushes`,
+        );
+        expect(images.trainerDigests?.timm).toBeUndefined();
+      },
+      STEP_TIMEOUT_MS,
+    );
+  });
 
   it(
     "previews with the policy pack: every policy runs, none is violated",
