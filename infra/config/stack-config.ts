@@ -61,9 +61,13 @@ export function dockerConfigRegistries(text: string): string[] | undefined {
   return Object.keys(auths).map(registryHost);
 }
 
+/** Docker Hub's names for itself: `docker login` writes `https://index.docker.io/v1/`, images say `docker.io`. */
+const DOCKER_HUB_ALIASES = new Set(["index.docker.io", "registry-1.docker.io"]);
+
 /** The host (and port) of a registry reference or docker config key: `https://ghcr.io/v1/` and `ghcr.io/myorg` are both `ghcr.io`. */
 export function registryHost(reference: string): string {
-  return reference.replace(/^[a-z]+:\/\//, "").split("/")[0] as string;
+  const host = reference.replace(/^[a-z]+:\/\//, "").split("/")[0] as string;
+  return DOCKER_HUB_ALIASES.has(host) ? "docker.io" : host;
 }
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

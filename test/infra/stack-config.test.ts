@@ -307,6 +307,8 @@ describe("images", () => {
     for (const key of ["ghcr.io", "https://ghcr.io", "https://ghcr.io/v2/"]) {
       expect(problemsOf({ ...rawConfig("local"), imagePullSecret: auths(key) }), key).toEqual([]);
     }
+    const dockerHub = { ...rawConfig("local"), images: '{"registry":"docker.io/acme"}' };
+    expect(problemsOf({ ...dockerHub, imagePullSecret: auths("https://index.docker.io/v1/") })).toEqual([]);
     const local = { ...rawConfig("local"), images: '{"registry":"registry.example.com:5000/ml"}' };
     expect(problemsOf({ ...local, imagePullSecret: auths("registry.example.com:5000") })).toEqual([]);
     expect(problemsOf({ ...local, imagePullSecret: auths("registry.example.com") })).toEqual([
