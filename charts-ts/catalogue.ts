@@ -61,8 +61,12 @@ export type Framework = keyof typeof FRAMEWORK_CATALOGUE;
 
 export const FRAMEWORKS = Object.keys(FRAMEWORK_CATALOGUE) as [Framework, ...Framework[]];
 
-export function trainerImage(framework: Framework, registry: string, version: string): string {
-  return `${registry}/${FRAMEWORK_CATALOGUE[framework].imageRepository}:${version}`;
+/** What a registry answers for one pushed image: `sha256:` and 64 lower-case hex digits. */
+export const IMAGE_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** `<registry>/<repository>:<version>`, and `@<digest>` to name exactly one build of it. */
+export function trainerImage(framework: Framework, registry: string, version: string, digest?: string): string {
+  return `${registry}/${FRAMEWORK_CATALOGUE[framework].imageRepository}:${version}${digest !== undefined ? `@${digest}` : ""}`;
 }
 
 /** Image repository of the dispatcher, under the same registry as the trainers. */

@@ -2,6 +2,7 @@
  * Platform settings: what the platform team decides once per cluster, as
  * opposed to the training request, which the backend sends per run.
  */
+import type { Framework } from "./catalogue.ts";
 
 export interface PlatformSettingsProps {
   /**
@@ -14,6 +15,12 @@ export interface PlatformSettingsProps {
    * @default "v1.0"
    */
   readonly trainerImageVersion?: string;
+  /**
+   * Digest (`sha256:<64 hex>`) of each framework's trainer image at that tag: a Job then names
+   * exactly that build (`<image>:<tag>@<digest>`), whatever is pushed under the tag later.
+   * @default none: the tag alone
+   */
+  readonly trainerImageDigests?: Readonly<Partial<Record<Framework, string>>>;
   /**
    * Namespace of training Jobs.
    * @default "training"
@@ -68,13 +75,22 @@ export interface PlatformSettingsProps {
    * @default false
    */
   readonly queueing?: boolean;
+  /**
+   * A docker-registry Secret (`kubernetes.io/dockerconfigjson`) in the training namespace that
+   * the trainers' and the dispatcher's pods pull their images with, for a private registry.
+   * The dispatcher's admission policy lets its Jobs name this one and no other.
+   * @default none: images are pulled anonymously (or with the nodes' own registry credentials)
+   */
+  readonly imagePullSecret?: string;
 }
 
-export type PlatformSettings = Required<PlatformSettingsProps>;
+/** Settings with every default filled in; a pull secret stays optional, as "none" is its default. */
+export type PlatformSettings = Required<Omit<PlatformSettingsProps, "imagePullSecret">> & Pick<PlatformSettingsProps, "imagePullSecret">;
 
 export const DEFAULT_PLATFORM_SETTINGS: PlatformSettings = {
   registry: "ghcr.io/myorg",
   trainerImageVersion: "v1.0",
+  trainerImageDigests: {},
   namespace: "training",
   objectStoreSecretName: "r2-credentials",
   backendConfigMapName: "backend-config",

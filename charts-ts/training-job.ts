@@ -120,6 +120,11 @@ function queueing(request: TrainingRequest, settings: PlatformSettings): { label
   };
 }
 
+/** The platform's pull secret, when it has one: the trainers and the dispatcher pull with the same. */
+export function imagePullSecrets(settings: Pick<PlatformSettings, "imagePullSecret">): Pick<k8s.PodSpec, "imagePullSecrets"> {
+  return settings.imagePullSecret === undefined ? {} : { imagePullSecrets: [{ name: settings.imagePullSecret }] };
+}
+
 /** The one place a request becomes a Job. */
 function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.KubeJobProps {
   const labels = { ...request.labels, ...platformLabels(request) };
@@ -166,7 +171,12 @@ function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.Ku
           containers: [
             {
               name: TRAINER_CONTAINER,
-              image: trainerImage(request.framework, settings.registry, settings.trainerImageVersion),
+              image: trainerImage(
+                request.framework,
+                settings.registry,
+                settings.trainerImageVersion,
+                settings.trainerImageDigests[request.framework],
+              ),
               imagePullPolicy: "IfNotPresent",
               command: [...TRAINER_COMMAND],
               args: trainerArgs(request),
@@ -185,6 +195,7 @@ function renderJob(request: TrainingRequest, settings: PlatformSettings): k8s.Ku
             },
           ],
           ...placement(request),
+          ...imagePullSecrets(settings),
           volumes: [
             { name: "workspace", emptyDir: {} },
             { name: "tmp", emptyDir: {} },

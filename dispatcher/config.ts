@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { FRAMEWORKS, type Framework, IMAGE_DIGEST } from "../charts-ts/catalogue.ts";
 import { EXECUTORS, type Executor } from "../charts-ts/request.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettings, platformSettings } from "../charts-ts/settings.ts";
 import { type GpuNodeCapacity, parseGpuNodeCapacity } from "./status/node-fit.ts";
@@ -19,6 +20,8 @@ export const DISPATCHER_ENV = {
   queueing: "TRAINING_QUEUEING",
   registry: "TRAINER_REGISTRY",
   imageVersion: "TRAINER_IMAGE_VERSION",
+  imageDigests: "TRAINER_IMAGE_DIGESTS",
+  imagePullSecret: "TRAINER_IMAGE_PULL_SECRET",
   mlflowTrackingUri: "MLFLOW_TRACKING_URI",
   defaultExecutor: "DEFAULT_EXECUTOR",
   apiToken: "DISPATCHER_API_TOKEN",
@@ -30,6 +33,13 @@ export const DISPATCHER_ENV = {
   localGraceSeconds: "LOCAL_GRACE_SECONDS",
   startupDeadlineSeconds: "STARTUP_DEADLINE_SECONDS",
   gpuNodeCapacity: "GPU_NODE_CAPACITY",
+  objectStoreSecret: "OBJECT_STORE_SECRET",
+  backendConfigMap: "BACKEND_CONFIG_MAP",
+  backoffLimit: "JOB_BACKOFF_LIMIT",
+  ttlSecondsAfterFinished: "JOB_TTL_SECONDS_AFTER_FINISHED",
+  terminationGracePeriodSeconds: "TRAINER_TERMINATION_GRACE_SECONDS",
+  sharedMemorySize: "TRAINER_SHARED_MEMORY",
+  runAsUser: "TRAINER_RUN_AS_USER",
   backendUrl: "BACKEND_API_URL",
   backendToken: "BACKEND_TOKEN",
   backendTokenFile: "BACKEND_TOKEN_FILE",
@@ -63,6 +73,60 @@ export interface DispatcherConfig {
   readonly backendToken?: string;
 }
 
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+const wholeNumber = z.coerce.number().int().min(0);
+const secretOrConfigMapName = z.string().regex(DNS_SUBDOMAIN);
+
+/**
+ * The Job settings besides the image's: each travels only when it differs from the default, which
+ * is also what the dispatcher falls back to, so an unchanged platform's Deployment stays as it was.
+ */
+const JOB_SETTINGS_ENV = {
+  objectStoreSecretName: { name: DISPATCHER_ENV.objectStoreSecret, schema: secretOrConfigMapName, hint: "must be a Secret name" },
+  backendConfigMapName: { name: DISPATCHER_ENV.backendConfigMap, schema: secretOrConfigMapName, hint: "must be a ConfigMap name" },
+  backoffLimit: { name: DISPATCHER_ENV.backoffLimit, schema: wholeNumber, hint: "must be a whole number" },
+  ttlSecondsAfterFinished: { name: DISPATCHER_ENV.ttlSecondsAfterFinished, schema: wholeNumber, hint: "must be a whole number of seconds" },
+  terminationGracePeriodSeconds: {
+    name: DISPATCHER_ENV.terminationGracePeriodSeconds,
+    schema: wholeNumber,
+    hint: "must be a whole number of seconds",
+  },
+  sharedMemorySize: {
+    name: DISPATCHER_ENV.sharedMemorySize,
+    schema: z.string().regex(/^\d+(\.\d+)?([KMGT]i?)?$/),
+    hint: "must be a quantity such as 2Gi",
+  },
+  runAsUser: { name: DISPATCHER_ENV.runAsUser, schema: positiveInt, hint: "must be a positive user id (trainers run as non-root)" },
+} as const satisfies Partial<Record<keyof PlatformSettings, { name: string; schema: z.ZodType; hint: string }>>;
+
+type JobSettingKey = keyof typeof JOB_SETTINGS_ENV;
+
+/**
+ * The platform settings a dispatcher renders TrainingJobs with, as the environment that carries
+ * them: the platform chart's Deployment sets exactly this, and loadConfig reads it back, so the
+ * Jobs run the trainer image, tag, digests, pull secret, Secret and ConfigMap the stack deployed
+ * (and its admission policy allows).
+ */
+export function platformSettingsEnv(settings: PlatformSettings): Record<string, string> {
+  const changed = (Object.keys(JOB_SETTINGS_ENV) as JobSettingKey[]).filter((key) => settings[key] !== DEFAULT_PLATFORM_SETTINGS[key]);
+  return {
+    ...Object.fromEntries(changed.map((key) => [JOB_SETTINGS_ENV[key].name, String(settings[key])])),
+    [DISPATCHER_ENV.namespace]: settings.namespace,
+    [DISPATCHER_ENV.registry]: settings.registry,
+    [DISPATCHER_ENV.imageVersion]: settings.trainerImageVersion,
+    ...(Object.keys(settings.trainerImageDigests).length > 0 && {
+      [DISPATCHER_ENV.imageDigests]: Object.entries(settings.trainerImageDigests)
+        .map(([framework, digest]) => `${framework}=${digest}`)
+        .sort()
+        .join(","),
+    }),
+    [DISPATCHER_ENV.mlflowTrackingUri]: settings.mlflowTrackingUri,
+    ...(settings.imagePullSecret !== undefined && { [DISPATCHER_ENV.imagePullSecret]: settings.imagePullSecret }),
+  };
+}
+
 export class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
@@ -73,9 +137,6 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
-
-const port = z.coerce.number().int().min(1).max(65_535);
-const positiveInt = z.coerce.number().int().positive();
 
 /** A secret given either inline or as a file (a mounted Secret); both at once is ambiguous. */
 function secretFrom(env: Env, inline: string, file: string, problems: string[], required: boolean): string | undefined {
@@ -120,6 +181,33 @@ function clusterAccess(env: Env, problems: string[]): ClusterAccess {
   return env.KUBERNETES_SERVICE_HOST ? { kind: "in-cluster" } : { kind: "none" };
 }
 
+/** TRAINER_IMAGE_DIGESTS: `<framework>=sha256:<hex>,...`, the digest each framework's trainer image is pinned to. */
+function trainerImageDigestsFrom(env: Env, problems: string[]): Partial<Record<Framework, string>> | undefined {
+  const raw = env[DISPATCHER_ENV.imageDigests];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const digests: Partial<Record<Framework, string>> = {};
+  for (const entry of raw.split(",")) {
+    const [framework = "", digest = ""] = entry.split("=", 2);
+    if (!FRAMEWORKS.includes(framework as Framework) || !IMAGE_DIGEST.test(digest)) {
+      problems.push(
+        `${DISPATCHER_ENV.imageDigests}: ${JSON.stringify(entry)} is not <framework>=sha256:<64 hex digits> (frameworks: ${FRAMEWORKS.join(", ")})`,
+      );
+      continue;
+    }
+    digests[framework as Framework] = digest;
+  }
+  return digests;
+}
+
+function jobSettingsFrom(env: Env, problems: string[]): Partial<Pick<PlatformSettings, JobSettingKey>> {
+  return Object.fromEntries(
+    Object.entries(JOB_SETTINGS_ENV).map(([key, { name, schema, hint }]) => [
+      key,
+      parsed<unknown>(schema, env, name, undefined, problems, hint),
+    ]),
+  );
+}
+
 function gpuNodeCapacityFrom(env: Env, problems: string[]): GpuNodeCapacity {
   const raw = env[DISPATCHER_ENV.gpuNodeCapacity];
   if (raw === undefined || raw.trim() === "") return new Map();
@@ -159,6 +247,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     problems,
     "must be a Kubernetes namespace name",
   );
+  const imagePullSecret = parsed<string | undefined>(
+    secretOrConfigMapName,
+    env,
+    DISPATCHER_ENV.imagePullSecret,
+    undefined,
+    problems,
+    "must be a Secret name (lower-case letters, digits, '-' and '.')",
+  );
   const config: DispatcherConfig = {
     port: parsed(port, env, DISPATCHER_ENV.port, 8080, problems, "must be a port number 1..65535"),
     host: env[DISPATCHER_ENV.host] || "0.0.0.0",
@@ -167,6 +263,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       namespace,
       registry: env[DISPATCHER_ENV.registry] || undefined,
       trainerImageVersion: env[DISPATCHER_ENV.imageVersion] || undefined,
+      trainerImageDigests: trainerImageDigestsFrom(env, problems),
       mlflowTrackingUri: env[DISPATCHER_ENV.mlflowTrackingUri] || undefined,
       queueing: parsed(
         z.enum(["true", "false"]).transform((value) => value === "true"),
@@ -176,6 +273,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         problems,
         "must be true or false (the platform chart's queueing setting: Jobs queued by Kueue)",
       ),
+      imagePullSecret,
+      ...jobSettingsFrom(env, problems),
     }),
     defaultExecutor,
     apiToken: apiToken ?? "",

@@ -43,7 +43,17 @@ export function platform(config: StackConfig): PlatformOutputs {
     "training",
     {
       chart: {
-        platform: config.platform,
+        // The images block is the one place that says what runs: the trainers' registry and tag, and the dispatcher's.
+        platform: {
+          ...config.platform,
+          registry: config.images.registry,
+          trainerImageVersion: config.images.trainerTag,
+          trainerImageDigests: config.images.trainerDigests,
+        },
+        dispatcherImage: {
+          tag: config.images.dispatcherTag,
+          ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),
+        },
         quota: config.quota,
         dispatcherReplicas: config.dispatcherReplicas,
         // An existing cluster's pools are not declared here: the dispatcher judges by its nodes.
@@ -53,6 +63,7 @@ export function platform(config: StackConfig): PlatformOutputs {
       backendApiUrl: config.backendApiUrl,
       objectStore: { endpoint: secrets.r2Endpoint, accessKey: secrets.r2AccessKey, secretKey: secrets.r2SecretKey },
       dispatcherTokens: { apiToken: secrets.dispatcherApiToken, backendToken: secrets.backendToken },
+      ...(secrets.imagePullSecret !== undefined && { imagePullSecret: secrets.imagePullSecret }),
     },
     inCluster,
   );

@@ -4,7 +4,7 @@ import { QUEUE_NAME_LABEL } from "../kueue-contract.ts";
 import type { PlatformSettings } from "../settings.ts";
 
 export interface DispatcherJobPolicyProps {
-  /** The settings TrainingJobs are rendered with: namespace, the trainer's Secret and ConfigMap. */
+  /** The settings TrainingJobs are rendered with: namespace, the trainer's Secret and ConfigMap, the pull secret. */
   readonly platform: PlatformSettings;
   /** The dispatcher's ServiceAccount, whose Jobs the policy judges. */
   readonly serviceAccountName: string;
@@ -41,11 +41,15 @@ export function dispatcherJobRules(platform: PlatformSettings): k8s.Validation[]
       "emptyDir volumes only (no hostPath, secret, projected, configMap, persistentVolumeClaim or other volume)",
       "variables.pod.?volumes.orValue([]).all(v, has(v.emptyDir))",
     ),
-    rule(
-      `no Secret but ${platform.objectStoreSecretName}`,
-      onlyReferenced("secretKeyRef", "secretRef", secret),
-      `variables.pod.?imagePullSecrets.orValue([]).all(s, s.?name.orValue("") == ${secret})`,
-    ),
+    rule(`no Secret but ${platform.objectStoreSecretName}`, onlyReferenced("secretKeyRef", "secretRef", secret)),
+    // The kubelet reads a pull secret with its own rights, so naming another Secret here would hand
+    // that Secret's registry credentials (or try the dispatcher's tokens as some) to a pod.
+    platform.imagePullSecret === undefined
+      ? rule("no imagePullSecrets", "size(variables.pod.?imagePullSecrets.orValue([])) == 0")
+      : rule(
+          `no imagePullSecrets but ${platform.imagePullSecret}`,
+          `variables.pod.?imagePullSecrets.orValue([]).all(s, s.?name.orValue("") == ${cel(platform.imagePullSecret)})`,
+        ),
     rule(
       `no ConfigMap but ${platform.backendConfigMapName}`,
       onlyReferenced("configMapKeyRef", "configMapRef", cel(platform.backendConfigMapName)),

@@ -1,10 +1,22 @@
 import { k8s } from "cdk8s-plus-33";
 import { Construct } from "constructs";
-import { DISPATCHER_ENV } from "../../dispatcher/config.ts";
+import { DISPATCHER_ENV, platformSettingsEnv } from "../../dispatcher/config.ts";
 import { formatGpuNodeCapacity, parseGpuNodeCapacity } from "../../dispatcher/status/node-fit.ts";
-import { DISPATCHER_IMAGE_REPOSITORY } from "../catalogue.ts";
+import { DISPATCHER_IMAGE_REPOSITORY, IMAGE_DIGEST } from "../catalogue.ts";
 import { DISPATCHER_LABELS } from "../labels.ts";
 import type { PlatformSettings } from "../settings.ts";
+import { imagePullSecrets } from "../training-job.ts";
+
+/** The dispatcher image of one build: its tag and, to pin exactly that build, its digest. */
+export interface DispatcherImage {
+  /** The tag CI pushed (the commit SHA). */
+  readonly tag: string;
+  /**
+   * The image's digest (`sha256:<64 hex>`): the reference then names that build even if the tag moves.
+   * @default none: the tag alone
+   */
+  readonly digest?: string;
+}
 
 export interface DispatcherProps {
   /** Platform settings the dispatcher renders TrainingJobs with; the same ones `cdk8s synth` used. */
@@ -12,10 +24,10 @@ export interface DispatcherProps {
   /** ServiceAccount bound to the dispatcher's Role. */
   readonly serviceAccountName: string;
   /**
-   * Tag of the dispatcher image.
-   * @default the trainer image version
+   * Which dispatcher image runs, under the platform's registry.
+   * @default tagged with the trainer image version, no digest
    */
-  readonly imageVersion?: string;
+  readonly image?: DispatcherImage;
   /**
    * Replicas: all serve the API; a Lease elects the one that delivers callbacks.
    * @default 2
@@ -37,6 +49,14 @@ export interface DispatcherProps {
 
 const HTTP_PORT = 8080;
 const SECRETS_DIR = "/var/run/secrets/training-dispatcher";
+
+/** `<registry>/training-dispatcher:<tag>[@<digest>]`; a bad digest fails the synth, not the rollout. */
+function dispatcherImageReference(registry: string, image: DispatcherImage): string {
+  if (image.digest !== undefined && !IMAGE_DIGEST.test(image.digest)) {
+    throw new Error(`dispatcher image digest: must be sha256:<64 lower-case hex digits>, not ${JSON.stringify(image.digest)}`);
+  }
+  return `${registry}/${DISPATCHER_IMAGE_REPOSITORY}:${image.tag}${image.digest !== undefined ? `@${image.digest}` : ""}`;
+}
 
 /** GPU_NODE_CAPACITY's value, checked here so a bad entry fails the synth, not the dispatcher's start. */
 function gpuNodeCapacityEnv(capacity: Readonly<Record<string, number>>): string {
@@ -60,10 +80,7 @@ export class Dispatcher extends Construct {
     const env: Record<string, string> = {
       [DISPATCHER_ENV.port]: String(HTTP_PORT),
       [DISPATCHER_ENV.defaultExecutor]: "kubernetes",
-      [DISPATCHER_ENV.namespace]: platform.namespace,
-      [DISPATCHER_ENV.registry]: platform.registry,
-      [DISPATCHER_ENV.imageVersion]: platform.trainerImageVersion,
-      [DISPATCHER_ENV.mlflowTrackingUri]: platform.mlflowTrackingUri,
+      ...platformSettingsEnv(platform),
       [DISPATCHER_ENV.apiTokenFile]: `${SECRETS_DIR}/api-token`,
       [DISPATCHER_ENV.backendTokenFile]: `${SECRETS_DIR}/backend-token`,
       ...(props.gpuNodeCapacity !== undefined && { [DISPATCHER_ENV.gpuNodeCapacity]: gpuNodeCapacityEnv(props.gpuNodeCapacity) }),
@@ -93,7 +110,7 @@ export class Dispatcher extends Construct {
             containers: [
               {
                 name: "dispatcher",
-                image: `${platform.registry}/${DISPATCHER_IMAGE_REPOSITORY}:${props.imageVersion ?? platform.trainerImageVersion}`,
+                image: dispatcherImageReference(platform.registry, props.image ?? { tag: platform.trainerImageVersion }),
                 ports: [{ name: "http", containerPort: HTTP_PORT }],
                 env: [
                   ...Object.entries(env).map(([name, value]) => ({ name, value })),
@@ -112,6 +129,7 @@ export class Dispatcher extends Construct {
                 volumeMounts: [{ name: "tokens", mountPath: SECRETS_DIR, readOnly: true }],
               },
             ],
+            ...imagePullSecrets(platform),
             volumes: [{ name: "tokens", secret: { secretName: tokenSecretName, defaultMode: 0o440 } }],
           },
         },

@@ -2,7 +2,7 @@ import { Chart } from "cdk8s";
 import { k8s } from "cdk8s-plus-33";
 import type { Construct } from "constructs";
 import { type PlatformSettingsProps, platformSettings } from "../settings.ts";
-import { Dispatcher } from "./dispatcher.ts";
+import { Dispatcher, type DispatcherImage } from "./dispatcher.ts";
 import { DispatcherJobPolicy } from "./dispatcher-job-policy.ts";
 import { DispatcherRbac } from "./dispatcher-rbac.ts";
 import { TrainingPriorityClasses } from "./priority-classes.ts";
@@ -46,6 +46,11 @@ export interface PlatformChartProps {
    * @default none (queueing off)
    */
   readonly queues?: Omit<TrainingQueuesProps, "namespace">;
+  /**
+   * The dispatcher image to run: the tag (and digest) CI pushed for it.
+   * @default tagged with `platform.trainerImageVersion`, no digest
+   */
+  readonly dispatcherImage?: DispatcherImage;
 }
 
 /**
@@ -90,6 +95,7 @@ export class PlatformChart extends Chart {
       serviceAccountName: rbac.serviceAccountName,
       ...(props.dispatcherReplicas !== undefined && { replicas: props.dispatcherReplicas }),
       ...(props.gpuNodeCapacity !== undefined && { gpuNodeCapacity: props.gpuNodeCapacity }),
+      ...(props.dispatcherImage !== undefined && { image: props.dispatcherImage }),
     });
   }
 }

@@ -1,8 +1,19 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
-import { type PlainStackConfig, SECRET_CONFIG, type SecretConfigKey, stackConfigSchema } from "./stack-config.ts";
+import {
+  dockerConfigRegistries,
+  OPTIONAL_SECRET_CONFIG,
+  type OptionalSecretConfigKey,
+  type PlainStackConfig,
+  registryHost,
+  SECRET_CONFIG,
+  type SecretConfigKey,
+  stackConfigSchema,
+} from "./stack-config.ts";
 
-export type StackSecrets = { readonly [K in SecretConfigKey]: pulumi.Output<string> };
+export type StackSecrets = { readonly [K in SecretConfigKey]: pulumi.Output<string> } & {
+  readonly [K in OptionalSecretConfigKey]?: pulumi.Output<string>;
+};
 
 /** The validated stack configuration; secrets stay Pulumi secrets from config to resource. */
 export type StackConfig = PlainStackConfig & { readonly secrets: StackSecrets };
@@ -34,7 +45,13 @@ export function loadStackConfig(): StackConfig {
   const result = validateStackConfig(values, (key) => isConfigSecret(prefix + key));
   if (!result.success) throw new StackConfigError(result.problems.map((problem) => prefix + problem));
   const config = new pulumi.Config(namespace);
-  const secrets = Object.fromEntries(Object.keys(SECRET_CONFIG).map((key) => [key, config.requireSecret(key)])) as StackSecrets;
+  const secrets = Object.fromEntries([
+    ...Object.keys(SECRET_CONFIG).map((key) => [key, config.requireSecret(key)]),
+    ...Object.keys(OPTIONAL_SECRET_CONFIG).flatMap((key) => {
+      const value = config.getSecret(key);
+      return value === undefined ? [] : [[key, value]];
+    }),
+  ]) as StackSecrets;
   return { ...result.config, secrets };
 }
 
@@ -45,23 +62,37 @@ export type ValidationResult = { success: true; config: PlainStackConfig } | { s
  * it). Problems read `<key path>: <what is wrong>`; none quotes a value.
  */
 export function validateStackConfig(values: Readonly<Record<string, string>>, isSecret: (key: string) => boolean): ValidationResult {
-  const plain = Object.fromEntries(Object.entries(values).filter(([key]) => !(key in SECRET_CONFIG)));
+  const plain = Object.fromEntries(Object.entries(values).filter(([key]) => !(key in SECRET_CONFIG || key in OPTIONAL_SECRET_CONFIG)));
   const parsed = stackConfigSchema.safeParse(plain, { reportInput: true });
   const problems = [...(parsed.success ? [] : parsed.error.issues.flatMap(describeIssue)), ...secretProblems(values, isSecret)];
+  if (parsed.success && problems.length === 0) problems.push(...pullSecretProblems(values.imagePullSecret, parsed.data.images.registry));
   if (parsed.success && problems.length === 0) return { success: true, config: parsed.data };
   return { success: false, problems };
 }
 
 /** Secret values are checked but never quoted: zod's messages here do not echo input. */
 function secretProblems(values: Readonly<Record<string, string>>, isSecret: (key: string) => boolean): string[] {
-  return Object.entries(SECRET_CONFIG).flatMap(([key, { description, schema }]) => {
+  const secrets = [
+    ...Object.entries(SECRET_CONFIG).map((entry) => [...entry, true] as const),
+    ...Object.entries(OPTIONAL_SECRET_CONFIG).map((entry) => [...entry, false] as const),
+  ];
+  return secrets.flatMap(([key, { description, schema }, required]) => {
     const howToSet = `set it with \`pulumi config set --secret ${key} <value>\``;
     const value = values[key];
-    if (value === undefined) return [`${key}: required, the ${description}; ${howToSet}`];
+    if (value === undefined) return required ? [`${key}: required, the ${description}; ${howToSet}`] : [];
     if (!isSecret(key)) return [`${key}: stored in plain text; ${howToSet}`];
     const parsed = schema.safeParse(value);
     return parsed.success ? [] : parsed.error.issues.map((issue) => `${key}: ${issue.message}`);
   });
+}
+
+/** A pull secret that cannot log in to the stack's registry would fail every pull, on every node, at run time. */
+function pullSecretProblems(pullSecret: string | undefined, registry: string): string[] {
+  if (pullSecret === undefined) return [];
+  const host = registryHost(registry);
+  return dockerConfigRegistries(pullSecret)?.includes(host)
+    ? []
+    : [`imagePullSecret: holds no credentials for ${host}, the registry of images.registry`];
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string[] {

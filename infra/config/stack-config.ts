@@ -3,7 +3,8 @@
  * one zod schema per cloud. It is validated before any resource is declared.
  */
 import { z } from "zod";
-import type { PlatformSettingsProps } from "../../charts-ts/settings.ts";
+import { FRAMEWORKS, type Framework, IMAGE_DIGEST } from "../../charts-ts/catalogue.ts";
+import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettingsProps } from "../../charts-ts/settings.ts";
 import { HELM_CHARTS, type HelmChartKey } from "../helm-charts.ts";
 import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
 import { EC2_GPUS_PER_INSTANCE } from "../nodes/ec2-gpu-instances.ts";
@@ -34,6 +35,40 @@ export const SECRET_CONFIG = {
 } as const satisfies Record<string, { description: string; schema: z.ZodType<string> }>;
 
 export type SecretConfigKey = keyof typeof SECRET_CONFIG;
+
+/** Secret configuration a stack may leave out; when set, it must be set with --secret. */
+export const OPTIONAL_SECRET_CONFIG = {
+  imagePullSecret: {
+    description: "the `.dockerconfigjson` of a docker-registry Secret that the dispatcher and the trainers pull their images with",
+    schema: z.string().refine((text) => dockerConfigRegistries(text) !== undefined, {
+      message: 'must be a docker config JSON with a non-empty "auths" object, as a docker-registry Secret\'s `.dockerconfigjson` holds it',
+    }),
+  },
+} as const satisfies Record<string, { description: string; schema: z.ZodType<string> }>;
+
+export type OptionalSecretConfigKey = keyof typeof OPTIONAL_SECRET_CONFIG;
+
+/** The registry hosts (`ghcr.io`, `registry.example.com:5000`) a docker config JSON holds credentials for; undefined if it is none. */
+export function dockerConfigRegistries(text: string): string[] | undefined {
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const auths = (config as { auths?: unknown } | null)?.auths;
+  if (typeof auths !== "object" || auths === null || Array.isArray(auths) || Object.keys(auths).length === 0) return undefined;
+  return Object.keys(auths).map(registryHost);
+}
+
+/** Docker Hub's names for itself: `docker login` writes `https://index.docker.io/v1/`, images say `docker.io`. */
+const DOCKER_HUB_ALIASES = new Set(["index.docker.io", "registry-1.docker.io"]);
+
+/** The host (and port) of a registry reference or docker config key: `https://ghcr.io/v1/` and `ghcr.io/myorg` are both `ghcr.io`. */
+export function registryHost(reference: string): string {
+  const host = reference.replace(/^[a-z]+:\/\//, "").split("/")[0] as string;
+  return DOCKER_HUB_ALIASES.has(host) ? "docker.io" : host;
+}
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const dnsLabel = z
@@ -78,9 +113,16 @@ const costTagsSchema = z.record(
   z.string().regex(/^[a-z0-9_-]{0,63}$/, "tag values must be lower-case letters, digits, '_' and '-'"),
 );
 
+/** The image settings live in `images`, the one place a stack says which images it runs. */
+const movedToImages = (key: string) => z.undefined({ error: `set under images (images.${key}), with the dispatcher's` }).optional();
+
 const platformSettingsSchema = z.strictObject({
-  registry: z.string().min(1).optional(),
-  trainerImageVersion: z.string().min(1).optional(),
+  registry: movedToImages("registry"),
+  trainerImageVersion: movedToImages("trainerTag"),
+  trainerImageDigests: movedToImages("trainerDigests"),
+  imagePullSecret: z
+    .undefined({ error: "set the secret imagePullSecret (the docker config) instead: the stack creates that Secret" })
+    .optional(),
   namespace: dnsLabel.optional(),
   objectStoreSecretName: dnsSubdomain.optional(),
   backendConfigMapName: dnsSubdomain.optional(),
@@ -116,6 +158,61 @@ const chartSourcesSchema = z.strictObject(
     z.ZodOptional<typeof chartSourceSchema>
   >,
 );
+
+const imageTag = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be an image tag: letters, digits, '_', '.' and '-', at most 128")
+  .refine((tag) => tag !== "latest", "must not be latest: a floating tag changes what runs without a deployment");
+
+const IMAGE_TAG_KEYS = ["dispatcherTag", "trainerTag"] as const;
+
+const imageDigest = z.string().regex(IMAGE_DIGEST, "must be sha256:<64 lower-case hex digits>");
+
+/**
+ * Which images a stack runs: the registry CI pushes to, and the tags (and digest) of one build.
+ * A cloud stack names them all (the pulumi workflow sets the tags of the commit it deploys);
+ * the local stack falls back to the platform chart's defaults.
+ */
+function imagesSchema(cloud: "eks" | "gke" | "local") {
+  return fromConfig(
+    z
+      .strictObject({
+        registry: z
+          .string()
+          .regex(
+            /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/,
+            "must be a registry and path such as ghcr.io/myorg (lower-case)",
+          )
+          .optional(),
+        dispatcherTag: imageTag.optional(),
+        trainerTag: imageTag.optional(),
+        dispatcherDigest: imageDigest.optional(),
+        /** Per framework (catalogue key): the digest of its trainer image at trainerTag. */
+        trainerDigests: z.strictObject(Object.fromEntries(FRAMEWORKS.map((framework) => [framework, imageDigest.optional()]))).optional(),
+      })
+      .prefault({})
+      .superRefine((images, ctx) => {
+        if (cloud === "local") return;
+        if (images.registry === undefined)
+          ctx.addIssue({ code: "custom", path: ["registry"], message: "required for a cloud stack (eks, gke): the registry CI pushes to" });
+        for (const key of IMAGE_TAG_KEYS) {
+          if (images[key] === undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: [key],
+              message: `required for a cloud stack (eks, gke), which never falls back to a default tag: the tag CI pushed (the commit SHA); the pulumi workflow sets it, by hand \`pulumi config set --path images.${key} <tag>\``,
+            });
+        }
+      })
+      .transform(({ registry, dispatcherTag, trainerTag, dispatcherDigest, trainerDigests }) => ({
+        registry: registry ?? DEFAULT_PLATFORM_SETTINGS.registry,
+        dispatcherTag: dispatcherTag ?? DEFAULT_PLATFORM_SETTINGS.trainerImageVersion,
+        trainerTag: trainerTag ?? DEFAULT_PLATFORM_SETTINGS.trainerImageVersion,
+        ...(dispatcherDigest !== undefined && { dispatcherDigest }),
+        trainerDigests: (trainerDigests ?? {}) as Partial<Record<Framework, string>>,
+      })),
+  );
+}
 
 /** Keys every stack has, whatever its cloud. */
 const commonKeys = {
@@ -225,6 +322,7 @@ const eksStackSchema = z.strictObject({
     }),
   ),
   gpuPools: fromConfig(z.array(eksGpuPoolSchema).min(1).superRefine(uniqueNames)),
+  images: imagesSchema("eks"),
   mlflow: fromConfig(
     z
       .strictObject({
@@ -281,6 +379,7 @@ const gkeStackSchema = z.strictObject({
     }),
   ),
   gpuPools: fromConfig(z.array(gkeGpuPoolSchema).min(1).superRefine(uniqueNames)),
+  images: imagesSchema("gke"),
   mlflow: fromConfig(
     z
       .strictObject({
@@ -315,6 +414,7 @@ const localStackSchema = z.strictObject({
       database: z.strictObject({ storageGi: z.int().positive().default(10) }).prefault({}),
     }),
   ),
+  images: imagesSchema("local"),
   ...commonKeys,
 });
 

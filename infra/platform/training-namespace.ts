@@ -9,6 +9,8 @@ import { type DispatcherManifest, dispatcherManifest, type ManifestObject, rende
 export const OBJECT_STORE_KEYS = { endpoint: "endpoint", accessKey: "access-key", secretKey: "secret-key" } as const;
 /** Key of the backend ConfigMap, as TrainingJobs and the dispatcher read it. */
 export const BACKEND_CONFIG_KEYS = { apiUrl: "api-url" } as const;
+/** The docker-registry Secret the stack creates from its `imagePullSecret` config, for the dispatcher and the trainers. */
+export const IMAGE_PULL_SECRET_NAME = "training-image-pull";
 /** Keys of the dispatcher's token Secret, the files the dispatcher reads. */
 export const DISPATCHER_TOKEN_KEYS = { apiToken: "api-token", backendToken: "backend-token" } as const;
 
@@ -26,6 +28,12 @@ export interface TrainingNamespaceArgs {
     readonly secretKey: pulumi.Input<string>;
   };
   readonly dispatcherTokens: { readonly apiToken: pulumi.Input<string>; readonly backendToken: pulumi.Input<string> };
+  /**
+   * A docker config JSON (`.dockerconfigjson`) to pull the platform's images with: it becomes the
+   * Secret IMAGE_PULL_SECRET_NAME, named by the dispatcher's pods and the Jobs it renders.
+   * @default none: images are pulled without credentials
+   */
+  readonly imagePullSecret?: pulumi.Input<string>;
 }
 
 /**
@@ -41,9 +49,13 @@ export class TrainingNamespace extends pulumi.ComponentResource {
 
   constructor(name: string, args: TrainingNamespaceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("training-platform:platform:TrainingNamespace", name, {}, opts);
-    const settings = platformSettings(args.chart.platform);
+    const chart: PlatformChartProps =
+      args.imagePullSecret === undefined
+        ? args.chart
+        : { ...args.chart, platform: { ...args.chart.platform, imagePullSecret: IMAGE_PULL_SECRET_NAME } };
+    const settings = platformSettings(chart.platform);
     this.namespace = settings.namespace;
-    const objects = renderPlatformChart(args.chart);
+    const objects = renderPlatformChart(chart);
     this.dispatcher = dispatcherManifest(objects);
 
     const isNamespace = (object: ManifestObject) => object.kind === "Namespace";
@@ -84,6 +96,19 @@ export class TrainingNamespace extends pulumi.ComponentResource {
         },
         afterNamespace,
       ),
+      ...(args.imagePullSecret === undefined
+        ? []
+        : [
+            new k8s.core.v1.Secret(
+              `${name}-image-pull`,
+              {
+                metadata: inNamespace(IMAGE_PULL_SECRET_NAME),
+                type: "kubernetes.io/dockerconfigjson",
+                stringData: { ".dockerconfigjson": pulumi.secret(args.imagePullSecret) },
+              },
+              afterNamespace,
+            ),
+          ]),
     ];
     // The dispatcher reads its tokens at start: a rotation rolls it.
     const tokensChecksum = secretChecksum([args.dispatcherTokens.apiToken, args.dispatcherTokens.backendToken]);

@@ -106,6 +106,54 @@ describe("PlatformChart", () => {
     expect(() => envOf({ gpuNodeCapacity: {} })).toThrow("gpuNodeCapacity is empty");
   });
 
+  it("runs the dispatcher image of one build: the configured tag, pinned by digest when given", () => {
+    const imageOf = (props: ConstructorParameters<typeof PlatformChart>[2]) =>
+      Testing.synth(new PlatformChart(Testing.app(), "platform", props)).find((object: Json) => object.kind === "Deployment").spec.template
+        .spec.containers[0].image;
+    const digest = `sha256:${"ab".repeat(32)}`;
+    expect(imageOf({ platform: { registry: "ghcr.io/acme", trainerImageVersion: "3f2c1d0" } })).toBe(
+      "ghcr.io/acme/training-dispatcher:3f2c1d0",
+    );
+    expect(imageOf({ platform: { registry: "ghcr.io/acme" }, dispatcherImage: { tag: "9e8d7c6", digest } })).toBe(
+      `ghcr.io/acme/training-dispatcher:9e8d7c6@${digest}`,
+    );
+    expect(() => imageOf({ dispatcherImage: { tag: "9e8d7c6", digest: "sha256:short" } })).toThrow(
+      'dispatcher image digest: must be sha256:<64 lower-case hex digits>, not "sha256:short"',
+    );
+  });
+
+  it("pulls the dispatcher with the platform's pull secret, and tells the dispatcher to give its Jobs the same", () => {
+    const deploymentOf = (props: ConstructorParameters<typeof PlatformChart>[2]) =>
+      Testing.synth(new PlatformChart(Testing.app(), "platform", props)).find((object: Json) => object.kind === "Deployment");
+    const env = (deployment: Json) =>
+      Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((entry: Json) => [entry.name, entry.value]));
+    const without = deploymentOf({});
+    expect(without.spec.template.spec.imagePullSecrets).toBeUndefined();
+    expect(env(without).TRAINER_IMAGE_PULL_SECRET).toBeUndefined();
+    // The Job settings the policy is built from reach the dispatcher too, so its Jobs pass that policy.
+    expect(env(deploymentOf({ platform: { objectStoreSecretName: "object-keys" } })).OBJECT_STORE_SECRET).toBe("object-keys");
+    expect(env(without).OBJECT_STORE_SECRET).toBeUndefined();
+    const withSecret = deploymentOf({ platform: { imagePullSecret: "registry-login" } });
+    expect(withSecret.spec.template.spec.imagePullSecrets).toEqual([{ name: "registry-login" }]);
+    expect(env(withSecret).TRAINER_IMAGE_PULL_SECRET).toBe("registry-login");
+  });
+
+  it("lets the dispatcher's Jobs name the configured pull secret and no other; none at all when none is configured", () => {
+    const pullSecretRule = (platform: Json) => {
+      const chart: Json[] = Testing.synth(new PlatformChart(Testing.app(), "platform", { platform }));
+      const policy = chart.find((object) => object.kind === "ValidatingAdmissionPolicy" && object.metadata.name.includes("-jobs-"));
+      return policy.spec.validations.find((validation: Json) => validation.expression.includes("imagePullSecrets"));
+    };
+    expect(pullSecretRule({})).toMatchObject({
+      expression: "size(variables.pod.?imagePullSecrets.orValue([])) == 0",
+      message: "Jobs of the training dispatcher must have the TrainingJob's shape: no imagePullSecrets",
+    });
+    expect(pullSecretRule({ imagePullSecret: "registry-login" })).toMatchObject({
+      expression: 'variables.pod.?imagePullSecrets.orValue([]).all(s, s.?name.orValue("") == "registry-login")',
+      message: "Jobs of the training dispatcher must have the TrainingJob's shape: no imagePullSecrets but registry-login",
+    });
+  });
+
   it("caps GPUs and defaults container resources", () => {
     expect(find("ResourceQuota").spec.hard["requests.nvidia.com/gpu"]).toBe(16);
     const limits = find("LimitRange").spec.limits[0];

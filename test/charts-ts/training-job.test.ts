@@ -174,6 +174,20 @@ describe("TrainingJob", () => {
     expect(envNamed(custom, "MLFLOW_TRACKING_URI").value).toBe("http://mlflow:5000");
   });
 
+  it("names exactly one build of its framework's image when the platform pins that framework's digest", () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const pinned = { trainerImageVersion: "3f2c1d0", trainerImageDigests: { ultralytics: digest } };
+    expect(trainer(render(PLAN_FULL_EXAMPLE, pinned)).image).toBe(`ghcr.io/myorg/trainer-ultralytics:3f2c1d0@${digest}`);
+    expect(trainer(render(cpuOnly, pinned)).image).toBe(`ghcr.io/myorg/trainer-${cpuOnly.framework}:3f2c1d0`);
+  });
+
+  it("pulls its image with the platform's pull secret when there is one, and with none by default", () => {
+    expect(podSpec(job).imagePullSecrets).toBeUndefined();
+    expect(podSpec(render(PLAN_FULL_EXAMPLE, { imagePullSecret: "registry-login" })).imagePullSecrets).toEqual([
+      { name: "registry-login" },
+    ]);
+  });
+
   it("reads credentials only by reference", () => {
     for (const name of ["AWS_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) {
       expect(envNamed(job, name).value).toBeUndefined();

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../dispatcher/config.ts";
+import { platformSettings } from "../../charts-ts/settings.ts";
+import { ConfigError, loadConfig, platformSettingsEnv } from "../../dispatcher/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "config-"));
 const tokenFile = join(dir, "token");
@@ -36,6 +37,65 @@ describe("loadConfig", () => {
       apiToken: "s3cret-from-file",
     });
     expect(config.platform.registry).toBe("r.example/ml");
+  });
+
+  it("renders Jobs with the settings the platform chart's Deployment passes: image, tag, digests, pull secret", () => {
+    const settings = platformSettings({
+      namespace: "team-a",
+      registry: "ghcr.io/acme",
+      trainerImageVersion: "3f2c1d0",
+      trainerImageDigests: { timm: `sha256:${"b2".repeat(32)}`, ultralytics: `sha256:${"a1".repeat(32)}` },
+      mlflowTrackingUri: "http://mlflow.team-a.svc.cluster.local:5000",
+      imagePullSecret: "registry-login",
+    });
+    const env = platformSettingsEnv(settings);
+    expect(env).toMatchObject({
+      TRAINER_REGISTRY: "ghcr.io/acme",
+      TRAINER_IMAGE_VERSION: "3f2c1d0",
+      TRAINER_IMAGE_DIGESTS: `timm=sha256:${"b2".repeat(32)},ultralytics=sha256:${"a1".repeat(32)}`,
+      TRAINER_IMAGE_PULL_SECRET: "registry-login",
+    });
+    expect(loadConfig({ ...env, DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(settings);
+    expect(loadConfig({ ...platformSettingsEnv(platformSettings()), DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(platformSettings());
+  });
+
+  it("renders Jobs with the Secret, ConfigMap, retries and user the stack chose, which its admission policy allows", () => {
+    const settings = platformSettings({
+      objectStoreSecretName: "object-keys",
+      backendConfigMapName: "backend-urls",
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: 3600,
+      terminationGracePeriodSeconds: 60,
+      sharedMemorySize: "8Gi",
+      runAsUser: 2000,
+    });
+    const env = platformSettingsEnv(settings);
+    expect(env).toMatchObject({ OBJECT_STORE_SECRET: "object-keys", BACKEND_CONFIG_MAP: "backend-urls", JOB_BACKOFF_LIMIT: "0" });
+    expect(loadConfig({ ...env, DISPATCHER_API_TOKEN: "t" }, dir).platform).toEqual(settings);
+    // Defaults are not sent: the dispatcher's own defaults are the same.
+    expect(Object.keys(platformSettingsEnv(platformSettings())).sort()).toEqual([
+      "MLFLOW_TRACKING_URI",
+      "TRAINER_IMAGE_VERSION",
+      "TRAINER_REGISTRY",
+      "TRAINING_NAMESPACE",
+    ]);
+    expect(problemsOf({ DISPATCHER_API_TOKEN: "t", TRAINER_RUN_AS_USER: "0", JOB_BACKOFF_LIMIT: "-1" })).toEqual([
+      'JOB_BACKOFF_LIMIT="-1": must be a whole number',
+      'TRAINER_RUN_AS_USER="0": must be a positive user id (trainers run as non-root)',
+    ]);
+  });
+
+  it("refuses a pull secret that is no Secret name, and a digest for no framework or of no sha256", () => {
+    const problems = problemsOf({
+      DISPATCHER_API_TOKEN: "t",
+      TRAINER_IMAGE_PULL_SECRET: "Registry Login",
+      TRAINER_IMAGE_DIGESTS: "pytorch=sha256:00,timm=latest",
+    });
+    expect(problems).toEqual([
+      "TRAINER_IMAGE_PULL_SECRET=\"Registry Login\": must be a Secret name (lower-case letters, digits, '-' and '.')",
+      'TRAINER_IMAGE_DIGESTS: "pytorch=sha256:00" is not <framework>=sha256:<64 hex digits> (frameworks: ultralytics, timm, transformers)',
+      'TRAINER_IMAGE_DIGESTS: "timm=latest" is not <framework>=sha256:<64 hex digits> (frameworks: ultralytics, timm, transformers)',
+    ]);
   });
 
   it("uses in-cluster access inside a pod", () => {

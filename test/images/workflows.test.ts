@@ -14,6 +14,8 @@ import {
   TRAINER_BASE_REPOSITORY,
   WAVES,
 } from "../../images/matrix.ts";
+import { validateStackConfig } from "../../infra/config/load-stack-config.ts";
+import { readStackFile, withTestSecrets } from "../infra/pulumi-mocks.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: workflows are free-form YAML
 type Json = any;
@@ -80,9 +82,8 @@ describe("images.yml", () => {
     expect(second.needs).toContain(WAVES[0]);
   });
 
-  test("runs on pushes to main that touch an image's inputs", () => {
-    expect(images.on.push.branches).toEqual(["main"]);
-    expect(images.on.push.paths).toEqual(expect.arrayContaining(["images/**", "charts-ts/**", "dispatcher/**", "package-lock.json"]));
+  test("runs when pulumi.yml deploys a commit (or by hand), never on a push of its own, which would build that commit twice", () => {
+    expect(Object.keys(images.on).sort()).toEqual(["workflow_call", "workflow_dispatch"]);
   });
 
   test("pushes each image to ghcr.io tagged with the commit SHA, with the base and platform code it needs", () => {
@@ -116,10 +117,27 @@ describe("pulumi.yml", () => {
     .map((file) => /^Pulumi\.(.+)\.yaml$/.exec(file)?.[1])
     .filter((stack) => stack !== undefined && stack !== "local");
 
-  test("previews every cloud stack on pull requests", () => {
+  test("previews every cloud stack on pull requests, with the images that commit would deploy", () => {
     const previews = calls.filter(([, job]) => job.with.command === "preview");
     expect(previews.flatMap(([, job]) => stacksOf(job)).sort()).toEqual(cloudStacks.sort());
-    for (const [, job] of previews) expect(job.if).toBe("github.event_name == 'pull_request'");
+    for (const [, job] of previews) {
+      expect(job.if).toBe("github.event_name == 'pull_request'");
+      expect(job.with["image-tag"]).toBe(expression("github.event.pull_request.head.sha"));
+    }
+  });
+
+  test("builds this commit's images before any `up`, and every `up` deploys exactly that commit's tag", () => {
+    const [buildJob, build] = jobsOf("pulumi.yml").find(([, job]) => job.uses === "./.github/workflows/images.yml") ?? [];
+    expect(build.if).toBe("github.event_name == 'push' && github.ref == 'refs/heads/main'");
+    expect(build.permissions).toEqual({ contents: "read", packages: "write" });
+    const ups = calls.filter(([, job]) => job.with.command === "up");
+    const first = ups.filter(([, job]) => !ups.some(([other]) => other === job.needs));
+    expect(first.map(([, job]) => job.needs)).toEqual([buildJob]);
+    for (const [, job] of ups) expect(job.with["image-tag"]).toBe(expression("github.sha"));
+    // A change to an image or its workflows is deployed too: the stacks' tags follow every build.
+    expect(pulumi.on.push.paths).toEqual(
+      expect.arrayContaining(["images/**", ".github/workflows/images.yml", ".github/workflows/build-image.yml"]),
+    );
   });
 
   test("runs `pulumi up` only on pushes to main, each stack once, behind a GitHub environment", () => {
@@ -139,11 +157,63 @@ describe("pulumi.yml", () => {
     expect(upProd.needs).toBe(devJob);
   });
 
+  test("the called workflow sets the stack's image tags, and on `up` every image's digest, before running Pulumi", () => {
+    const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
+    const steps: Json[] = job.steps;
+    const configure = steps.findIndex((step) => step.env?.IMAGE_TAG === expression("inputs.image-tag"));
+    const run = steps.findIndex((step) => step.uses?.startsWith("pulumi/actions@") && step.with?.command);
+    expect(configure).toBeGreaterThan(-1);
+    expect(configure).toBeLessThan(run);
+    const script: string = steps[configure].run;
+    expect(script).toContain('--plaintext "images.dispatcherTag=$IMAGE_TAG" --plaintext "images.trainerTag=$IMAGE_TAG"');
+    expect(script).toContain(`digest=$(docker buildx imagetools inspect "$registry/$1:$IMAGE_TAG" --format '{{.Manifest.Digest}}')`);
+    expect(script).toMatch(new RegExp(`^ *digest_of ${DISPATCHER_IMAGE_REPOSITORY}$`, "m"));
+    expect(script).toMatch(/^ *digest_of "\$repository"$/m);
+    expect(script).toContain('--path images.dispatcherDigest "$digest"');
+    expect(script).toContain('node --input-type=module -e "$LIST_TRAINERS" | while read -r framework repository; do');
+    expect(script).toContain('--path "images.trainerDigests.$framework" "$digest"');
+    // The trainers it pins are the catalogue's, listed by the same code the step runs (Node 24, from stacks/).
+    const listed = execFileSync(process.execPath, ["--input-type=module", "-e", steps[configure].env.LIST_TRAINERS], {
+      cwd: "stacks",
+      encoding: "utf8",
+    });
+    expect(listed.trim().split("\n")).toEqual(
+      FRAMEWORKS.map((framework) => `${framework} ${FRAMEWORK_CATALOGUE[framework].imageRepository}`),
+    );
+    // The CLI exists before that step; the login lets it read a private package's digest.
+    expect(steps.slice(0, configure).some((step) => step.uses?.startsWith("pulumi/actions@") && !step.with)).toBe(true);
+    expect(steps.slice(0, configure).some((step) => step.uses?.startsWith("docker/login-action@"))).toBe(true);
+    expect(job.permissions ?? workflow("pulumi-stack.yml").permissions).toMatchObject({ packages: "read" });
+  });
+
+  test("sets only image keys the stack config accepts: a cloud stack with them is valid, without them refused", () => {
+    const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
+    const script: string = job.steps.map((step: Json) => step.run ?? "").join("\n");
+    const keys = [...new Set([...script.matchAll(/(?:--path |")images\.(\w+)/g)].map((match) => match[1] as string))].sort();
+    expect(keys).toEqual(["dispatcherDigest", "dispatcherTag", "registry", "trainerDigests", "trainerTag"]);
+    for (const stack of cloudStacks) {
+      const { values } = withTestSecrets(readStackFile(`stacks/Pulumi.${stack}.yaml`));
+      const raw = Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice("training-platform:".length), value]));
+      const digest = `sha256:${"0".repeat(64)}`;
+      const trainerDigests = Object.fromEntries(FRAMEWORKS.map((framework) => [framework, digest]));
+      const set = { dispatcherTag: "0123abc", trainerTag: "0123abc", dispatcherDigest: digest, trainerDigests };
+      const images = { ...JSON.parse(raw.images ?? "{}"), ...set };
+      expect(
+        validateStackConfig({ ...raw, images: JSON.stringify(images) }, () => true),
+        stack,
+      ).toMatchObject({ success: true });
+      expect(
+        validateStackConfig(raw, () => true),
+        stack,
+      ).toMatchObject({ success: false });
+    }
+  });
+
   test("the called workflow runs in the requested environment, one operation per stack at a time", () => {
     const [[, job]] = jobsOf("pulumi-stack.yml") as [[string, Json]];
     expect(job.environment).toBe(expression("inputs.environment"));
     expect(job.concurrency).toEqual({ group: `pulumi-${expression("inputs.stack")}`, "cancel-in-progress": false });
-    const pulumiStep = job.steps.find((step: Json) => step.uses?.startsWith("pulumi/actions@"));
+    const pulumiStep = job.steps.find((step: Json) => step.uses?.startsWith("pulumi/actions@") && step.with?.command);
     expect(pulumiStep.with).toMatchObject({
       command: expression("inputs.command"),
       "stack-name": expression("inputs.stack"),

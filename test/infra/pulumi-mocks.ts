@@ -90,9 +90,34 @@ export function withTestSecrets(config: StackConfigValues, overrides: Partial<Re
   return { values: { ...config.values, ...secrets }, secretKeys: [...config.secretKeys, ...Object.keys(secrets)] };
 }
 
+/** A build's images as the pulumi workflow sets them on a cloud stack before it deploys: the commit's tag, each image's digest. */
+export const DEPLOYED_IMAGES = {
+  dispatcherTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+  trainerTag: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+  dispatcherDigest: `sha256:${"5d".repeat(32)}`,
+  trainerDigests: {
+    ultralytics: `sha256:${"a1".repeat(32)}`,
+    timm: `sha256:${"b2".repeat(32)}`,
+    transformers: `sha256:${"c3".repeat(32)}`,
+  },
+} as const;
+
+/** What `pulumi config set --path images.<key>` does for each DEPLOYED_IMAGES key, on cloud stacks (the workflow never deploys `local`). */
+export function withDeployedImages(config: StackConfigValues): StackConfigValues {
+  if (config.values[`${PROJECT}:cloud`] === "local") return config;
+  const key = `${PROJECT}:images`;
+  const images = { ...JSON.parse(config.values[key] ?? "{}"), ...DEPLOYED_IMAGES };
+  return { ...config, values: { ...config.values, [key]: JSON.stringify(images) } };
+}
+
+/** A stack file as CI deploys it: its secrets set, and on a cloud stack the images of the commit. */
+export function deployedStack(path: string, secretOverrides: Partial<Record<SecretConfigKey, string>> = {}): StackConfigValues {
+  return withDeployedImages(withTestSecrets(readStackFile(path), secretOverrides));
+}
+
 /** A stack file's config as the program sees it after validation. */
 export function validatedStackConfig(path: string): PlainStackConfig {
-  const { values } = withTestSecrets(readStackFile(path));
+  const { values } = deployedStack(path);
   const unprefixed = Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice(`${PROJECT}:`.length), value]));
   const result = validateStackConfig(unprefixed, () => true);
   if (!result.success) throw new Error(result.problems.join("\n"));

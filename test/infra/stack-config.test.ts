@@ -4,11 +4,20 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadStackConfig, StackConfigError, validateStackConfig } from "../../infra/config/load-stack-config.ts";
 import { SECRET_CONFIG } from "../../infra/config/stack-config.ts";
-import { declare, PROJECT, readStackFile, stackFiles, TEST_SECRETS, withTestSecrets } from "./pulumi-mocks.ts";
+import {
+  DEPLOYED_IMAGES,
+  declare,
+  deployedStack,
+  PROJECT,
+  readStackFile,
+  stackFiles,
+  TEST_SECRETS,
+  withTestSecrets,
+} from "./pulumi-mocks.ts";
 
 /** Raw config without the namespace, secrets included and set with --secret. */
 function rawConfig(stack: string): Record<string, string> {
-  const { values } = withTestSecrets(readStackFile(stackFiles().get(stack) as string));
+  const { values } = deployedStack(stackFiles().get(stack) as string);
   return Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice(`${PROJECT}:`.length), value]));
 }
 
@@ -120,6 +129,66 @@ describe("bad stack configuration is refused, naming the key", () => {
     ],
     ["a deploy timeout of zero", { ...rawConfig("local"), deployTimeoutMinutes: "0" }, "deployTimeoutMinutes:"],
     [
+      "a cloud stack without the dispatcher's tag",
+      edited("dev-eks", "images", ({ dispatcherTag, ...images }) => images),
+      "images.dispatcherTag: required for a cloud stack (eks, gke), which never falls back to a default tag",
+    ],
+    [
+      "a cloud stack without the trainers' tag",
+      edited("prod-gke", "images", ({ trainerTag, ...images }) => images),
+      "images.trainerTag: required for a cloud stack (eks, gke)",
+    ],
+    [
+      "a cloud stack without any images",
+      (({ images, ...values }) => values)(rawConfig("prod-eks")),
+      "images.registry: required for a cloud stack (eks, gke): the registry CI pushes to",
+    ],
+    [
+      "the floating tag latest",
+      edited("dev-eks", "images", (images) => ({ ...images, trainerTag: "latest" })),
+      "images.trainerTag: must not be latest",
+    ],
+    [
+      "a tag no registry accepts",
+      { ...rawConfig("local"), images: '{"dispatcherTag":"v1 beta"}' },
+      "images.dispatcherTag: must be an image tag",
+    ],
+    [
+      "a digest that is no sha256 digest",
+      edited("dev-eks", "images", (images) => ({ ...images, dispatcherDigest: "sha256:abc" })),
+      "images.dispatcherDigest: must be sha256:<64 lower-case hex digits>",
+    ],
+    [
+      "a trainer digest for a framework the catalogue does not have",
+      edited("dev-eks", "images", (images) => ({ ...images, trainerDigests: { pytorch: `sha256:${"0".repeat(64)}` } })),
+      "images.trainerDigests.pytorch: unknown key",
+    ],
+    [
+      "a trainer digest that is no sha256 digest",
+      edited("dev-eks", "images", (images) => ({ ...images, trainerDigests: { timm: "latest" } })),
+      "images.trainerDigests.timm: must be sha256:<64 lower-case hex digits>",
+    ],
+    [
+      "the trainers' registry under platform, away from the dispatcher's",
+      { ...rawConfig("local"), platform: '{"registry":"ghcr.io/acme"}' },
+      "platform.registry: set under images (images.registry)",
+    ],
+    [
+      "the trainers' tag under platform",
+      { ...rawConfig("local"), platform: '{"trainerImageVersion":"v2"}' },
+      "platform.trainerImageVersion: set under images (images.trainerTag)",
+    ],
+    [
+      "a pull secret that is no docker config",
+      { ...rawConfig("local"), imagePullSecret: "user:password" },
+      "imagePullSecret: must be a docker config JSON",
+    ],
+    [
+      "a pull secret for another registry than the images'",
+      { ...rawConfig("local"), imagePullSecret: '{"auths":{"registry.example.com":{"auth":"Ym90OnRva2Vu"}}}' },
+      "imagePullSecret: holds no credentials for ghcr.io, the registry of images.registry",
+    ],
+    [
       "a missing secret",
       (({ r2SecretKey, ...values }) => values)(rawConfig("local")),
       "r2SecretKey: required, the secret access key for that object store; set it with `pulumi config set --secret r2SecretKey <value>`",
@@ -138,6 +207,15 @@ describe("bad stack configuration is refused, naming the key", () => {
     expect(problemsOf(rawConfig("local"), (key) => key !== "backendToken")).toEqual([
       "backendToken: stored in plain text; set it with `pulumi config set --secret backendToken <value>`",
     ]);
+  });
+
+  it("refuses a pull secret set without --secret, and never quotes it", () => {
+    const pullSecret = '{"auths":{"registry.example.com":{"auth":"c2VjcmV0LXB1bGwtdG9rZW4="}}}';
+    const values = { ...rawConfig("local"), imagePullSecret: pullSecret };
+    expect(problemsOf(values, (key) => key !== "imagePullSecret")).toEqual([
+      "imagePullSecret: stored in plain text; set it with `pulumi config set --secret imagePullSecret <value>`",
+    ]);
+    expect(problemsOf(values).join("\n")).not.toContain("c2VjcmV0LXB1bGwtdG9rZW4");
   });
 
   it("never quotes a secret value in a problem", () => {
@@ -170,7 +248,7 @@ describe("GPUs per node of an EKS pool", () => {
 
 describe("loadStackConfig", () => {
   it("throws before anything is declared, every problem under the project's namespace", async () => {
-    const { values, secretKeys } = withTestSecrets(readStackFile(stackFiles().get("dev-eks") as string));
+    const { values, secretKeys } = deployedStack(stackFiles().get("dev-eks") as string);
     const broken = { ...values, [`${PROJECT}:gpuPools`]: JSON.stringify([{ name: "t4", gpuType: "t4", maxSize: 2 }]) };
     let error: unknown;
     const resources = await declare({ values: broken, secretKeys }, () => {
@@ -196,6 +274,46 @@ describe("loadStackConfig", () => {
       expect(await pulumi.isSecret(output), key).toBe(true);
       expect(await new Promise((resolve) => output.apply(resolve)), key).toBe(TEST_SECRETS[key as keyof typeof TEST_SECRETS]);
     }
+  });
+
+  it("returns the pull secret, when set, as a Pulumi secret too", async () => {
+    const pullSecret = '{"auths":{"ghcr.io":{"auth":"Ym90OnRva2Vu"}}}';
+    const { values, secretKeys } = withTestSecrets(readStackFile(stackFiles().get("local") as string));
+    let secrets: Record<string, pulumi.Output<string>> = {};
+    await declare(
+      { values: { ...values, [`${PROJECT}:imagePullSecret`]: pullSecret }, secretKeys: [...secretKeys, `${PROJECT}:imagePullSecret`] },
+      () => {
+        secrets = loadStackConfig().secrets;
+      },
+    );
+    const output = secrets.imagePullSecret as pulumi.Output<string>;
+    expect(await pulumi.isSecret(output)).toBe(true);
+    expect(await new Promise((resolve) => output.apply(resolve))).toBe(pullSecret);
+  });
+});
+
+describe("images", () => {
+  it("a cloud stack runs exactly the build the workflow set; the local stack the chart's defaults", () => {
+    const images = (stack: string) => {
+      const result = validateStackConfig(rawConfig(stack), allSecret);
+      return result.success ? result.config.images : result.problems;
+    };
+    expect(images("dev-eks")).toEqual({ registry: "ghcr.io/myorg", ...DEPLOYED_IMAGES });
+    expect(images("local")).toEqual({ registry: "ghcr.io/myorg", dispatcherTag: "v1.0", trainerTag: "v1.0", trainerDigests: {} });
+  });
+
+  it("a pull secret is checked against the registry's host, whatever form the docker config names it in", () => {
+    const auths = (key: string) => JSON.stringify({ auths: { [key]: { auth: "Ym90OnRva2Vu" } } });
+    for (const key of ["ghcr.io", "https://ghcr.io", "https://ghcr.io/v2/"]) {
+      expect(problemsOf({ ...rawConfig("local"), imagePullSecret: auths(key) }), key).toEqual([]);
+    }
+    const dockerHub = { ...rawConfig("local"), images: '{"registry":"docker.io/acme"}' };
+    expect(problemsOf({ ...dockerHub, imagePullSecret: auths("https://index.docker.io/v1/") })).toEqual([]);
+    const local = { ...rawConfig("local"), images: '{"registry":"registry.example.com:5000/ml"}' };
+    expect(problemsOf({ ...local, imagePullSecret: auths("registry.example.com:5000") })).toEqual([]);
+    expect(problemsOf({ ...local, imagePullSecret: auths("registry.example.com") })).toEqual([
+      "imagePullSecret: holds no credentials for registry.example.com:5000, the registry of images.registry",
+    ]);
   });
 });
 

@@ -15,8 +15,10 @@ import { renderPlatformChart } from "../../infra/platform/platform-manifests.ts"
 import { platform } from "../../infra/program.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
 import {
+  DEPLOYED_IMAGES,
   type DeclaredResource,
   declare,
+  deployedStack,
   type Inputs,
   isSecretValue,
   readStackFile,
@@ -36,7 +38,7 @@ function resourcesOf(stack: string): Promise<DeclaredResource[]> {
   if (!file) throw new Error(`no stacks/Pulumi.${stack}.yaml`);
   let resources = declared.get(stack);
   if (!resources) {
-    resources = declare(withTestSecrets(readStackFile(file)), () => platform(loadStackConfig()), stack);
+    resources = declare(deployedStack(file), () => platform(loadStackConfig()), stack);
     declared.set(stack, resources);
   }
   return resources;
@@ -140,6 +142,28 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     expect(env?.value).toBe(expected[stack]);
   });
 
+  it("runs the images it names: a cloud stack the commit the workflow set (each image by digest), local the chart's defaults", async () => {
+    const deployment = one(await resourcesOf(stack), "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs.find(
+      (object: Inputs) => object.kind === "Deployment",
+    );
+    const [container] = deployment.spec.template.spec.containers;
+    const env = Object.fromEntries(container.env.map((entry: Inputs) => [entry.name, entry.value]));
+    const { dispatcherTag, trainerTag, dispatcherDigest, trainerDigests } = DEPLOYED_IMAGES;
+    const [image, trainers, digests] =
+      stack === "local"
+        ? ["ghcr.io/myorg/training-dispatcher:v1.0", "v1.0", undefined]
+        : [
+            `ghcr.io/myorg/training-dispatcher:${dispatcherTag}@${dispatcherDigest}`,
+            trainerTag,
+            `timm=${trainerDigests.timm},transformers=${trainerDigests.transformers},ultralytics=${trainerDigests.ultralytics}`,
+          ];
+    expect(container.image).toBe(image);
+    expect(env).toMatchObject({ TRAINER_REGISTRY: "ghcr.io/myorg", TRAINER_IMAGE_VERSION: trainers });
+    expect(env.TRAINER_IMAGE_DIGESTS).toBe(digests);
+    expect(env.TRAINER_IMAGE_PULL_SECRET).toBeUndefined();
+    expect(deployment.spec.template.spec.imagePullSecrets).toBeUndefined();
+  });
+
   it("applies the platform chart as cdk8s renders it: the namespace first, then everything else", async () => {
     const resources = await resourcesOf(stack);
     const namespace = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-namespace").inputs.objs;
@@ -160,7 +184,16 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     }
     const config = validatedStackConfig(STACKS.get(stack) as string);
     const rendered = renderPlatformChart({
-      platform: config.platform,
+      platform: {
+        ...config.platform,
+        registry: config.images.registry,
+        trainerImageVersion: config.images.trainerTag,
+        trainerImageDigests: config.images.trainerDigests,
+      },
+      dispatcherImage: {
+        tag: config.images.dispatcherTag,
+        ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),
+      },
       quota: config.quota,
       dispatcherReplicas: config.dispatcherReplicas,
       ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
@@ -176,7 +209,7 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
   it("updates Secrets and ConfigMaps in place and rolls every workload that reads a rotated secret", async () => {
     const before = await resourcesOf(stack);
     const rotated = await declare(
-      withTestSecrets(readStackFile(STACKS.get(stack) as string), {
+      deployedStack(STACKS.get(stack) as string, {
         dispatcherApiToken: "rotated-dispatcher-api-token-0123456789abcdef",
         mlflowDbPassword: "rotatedMlflowDbPassword0",
         grafanaAdminPassword: "rotated-grafana-admin-password",
@@ -579,6 +612,46 @@ describe("local", () => {
     expect(postgres.inputs.spec.volumeClaimTemplates[0].spec.storageClassName).toBe("local-path");
     expect(byName("kube-prometheus-stack").values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.storageClassName).toBe(
       "local-path",
+    );
+  });
+
+  it("with a pull secret: a docker-registry Secret from a Pulumi secret, which the dispatcher and its Jobs (and only they) pull with", async () => {
+    const pullSecret = JSON.stringify({ auths: { "ghcr.io": { auth: Buffer.from("bot:fake-registry-token-0123").toString("base64") } } });
+    const { values, secretKeys } = withTestSecrets(readStackFile(STACKS.get("local") as string));
+    const resources = await declare(
+      {
+        values: { ...values, "training-platform:imagePullSecret": pullSecret },
+        secretKeys: [...secretKeys, "training-platform:imagePullSecret"],
+      },
+      () => platform(loadStackConfig()),
+      "local",
+    );
+    const secret = one(resources, "kubernetes:core/v1:Secret", "training-image-pull");
+    expect(secret.inputs.metadata).toEqual({ name: "training-image-pull", namespace: "training" });
+    expect(secret.inputs.type).toBe("kubernetes.io/dockerconfigjson");
+    expect(isSecretValue(secret.inputs.stringData) || isSecretValue(secret.inputs.stringData[".dockerconfigjson"])).toBe(true);
+    expect(plain(secret).stringData).toEqual({ ".dockerconfigjson": pullSecret });
+    const leaks = resources.filter((resource) => {
+      const unwrapped = (value: unknown): string =>
+        isSecretValue(value)
+          ? ""
+          : typeof value === "object" && value !== null
+            ? Object.values(value).map(unwrapped).join("\n")
+            : String(value);
+      return unwrapped(resource.inputs).includes("fake-registry-token") || unwrapped(resource.inputs).includes(pullSecret);
+    });
+    expect(leaks.map((resource) => resource.name)).toEqual([]);
+
+    const objects = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs;
+    const deployment = objects.find((object: Inputs) => object.kind === "Deployment");
+    expect(deployment.spec.template.spec.imagePullSecrets).toEqual([{ name: "training-image-pull" }]);
+    expect(deployment.spec.template.spec.containers[0].env).toContainEqual({
+      name: "TRAINER_IMAGE_PULL_SECRET",
+      value: "training-image-pull",
+    });
+    const policy = objects.find((object: Inputs) => object.kind === "ValidatingAdmissionPolicy" && object.metadata.name.includes("-jobs-"));
+    expect(policy.spec.validations.map((validation: Inputs) => validation.message)).toContain(
+      "Jobs of the training dispatcher must have the TrainingJob's shape: no imagePullSecrets but training-image-pull",
     );
   });
 

@@ -2,17 +2,30 @@
 // dispatcher's ServiceAccount token (TokenRequest, as its pod mounts), a Job whose pod
 // would read another Secret, the node's disk, another identity or run privileged is
 // refused with the policy's message, on a real create and on a server-side dry run;
-// every Job the TrainingJob construct renders is accepted; other users are not judged.
-import { ApiException, BatchV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Job } from "@kubernetes/client-node";
+// every Job the TrainingJob construct renders is accepted; other users are not judged. With a
+// pull secret configured, its Jobs may pull with that Secret and no other.
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  BatchV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Job,
+} from "@kubernetes/client-node";
+import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { trainingJobName } from "../../charts-ts/labels.ts";
 import { dispatcherJobPolicyName } from "../../charts-ts/platform/dispatcher-job-policy.ts";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
 import { trainingRequest } from "../../charts-ts/request.ts";
 import { SAMPLE_REQUESTS } from "../../charts-ts/samples.ts";
-import { platformSettings } from "../../charts-ts/settings.ts";
+import { type PlatformSettings, platformSettings } from "../../charts-ts/settings.ts";
 import { renderTrainingJob } from "../../charts-ts/training-job-chart.ts";
+import { loadConfig } from "../../dispatcher/config.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
-import { applyPlatform, distObjects } from "./platform.ts";
+import { applyObjects, applyPlatform, distObjects } from "./platform.ts";
 import { serviceAccountConfig } from "./service-account.ts";
 import { until } from "./until.ts";
 
@@ -25,19 +38,32 @@ let nextJobId = (Date.now() % 1_000_000) * 100 + 60;
 
 const serviceAccount = distObjects("platform.k8s.yaml").find((object) => object.kind === "ServiceAccount")?.metadata?.name as string;
 const policyName = dispatcherJobPolicyName(serviceAccount, NAMESPACE);
+let dispatcherConfig: KubeConfig;
 let dispatcher: BatchV1Api;
 let executor: KubernetesExecutor;
 const adminBatch = admin.makeApiClient(BatchV1Api);
 
 beforeAll(async () => {
   await applyPlatform(admin);
-  const config = await serviceAccountConfig(admin, NAMESPACE, serviceAccount);
-  dispatcher = config.makeApiClient(BatchV1Api);
-  executor = new KubernetesExecutor({ kubeConfig: config, platform });
-  // The API server loads a new policy a moment after it is stored.
+  dispatcherConfig = await serviceAccountConfig(admin, NAMESPACE, serviceAccount);
+  dispatcher = dispatcherConfig.makeApiClient(BatchV1Api);
+  executor = new KubernetesExecutor({ kubeConfig: dispatcherConfig, platform });
   const hostPath = tampered((pod) => pod.volumes?.push({ name: "host", hostPath: { path: "/" } }));
-  await until("the admission policy in force", async () => !(await executor.verdictOn(hostPath as never)).accepted);
+  await policyInForce(async () => (await executor.verdictOn(hostPath as never)).message?.includes("emptyDir volumes only"));
 });
+
+/**
+ * Waits until the stored policy is the one the API server judges by: its type check has
+ * caught up with this generation (writing that status makes the API server load the policy
+ * again, and Jobs created meanwhile were seen to pass unjudged), and `judged` sees its verdict.
+ */
+async function policyInForce(judged: () => Promise<boolean | undefined>): Promise<void> {
+  const policies = admin.makeApiClient(AdmissionregistrationV1Api);
+  await until(`policy ${policyName} in force`, async () => {
+    const policy = await policies.readValidatingAdmissionPolicy({ name: policyName });
+    return policy.status?.observedGeneration === policy.metadata?.generation && (await judged());
+  });
+}
 afterAll(async () => {
   const jobs = await adminBatch.listNamespacedJob({ namespace: NAMESPACE, labelSelector: `test-run=${RUN}` });
   await Promise.all(
@@ -48,7 +74,7 @@ afterAll(async () => {
 });
 
 /** A Job exactly as the dispatcher renders it, for a fresh jobId. */
-function trainingJob(): V1Job {
+function trainingJob(settings: PlatformSettings = platform): V1Job {
   const request = trainingRequest({
     jobId: ++nextJobId,
     framework: "timm",
@@ -58,7 +84,7 @@ function trainingJob(): V1Job {
     resources: { gpu: 0 },
     labels: { "test-run": RUN },
   });
-  return renderTrainingJob(request, platform) as V1Job;
+  return renderTrainingJob(request, settings) as V1Job;
 }
 
 type PodSpec = NonNullable<NonNullable<V1Job["spec"]>["template"]["spec"]>;
@@ -145,6 +171,20 @@ const attacks: [string, (pod: PodSpec) => void, string][] = [
     "no hostNetwork, hostPID or hostIPC",
   ],
   [
+    "an imagePullSecret naming another Secret (the dispatcher's tokens), with no pull secret configured",
+    (pod) => {
+      pod.imagePullSecrets = [{ name: "training-dispatcher" }];
+    },
+    "no imagePullSecrets",
+  ],
+  [
+    "the object store's Secret as an imagePullSecret, with no pull secret configured",
+    (pod) => {
+      pod.imagePullSecrets = [{ name: "r2-credentials" }];
+    },
+    "no imagePullSecrets",
+  ],
+  [
     "an init container mounting another Secret's key",
     (pod) => {
       pod.initContainers = [
@@ -155,8 +195,8 @@ const attacks: [string, (pod: PodSpec) => void, string][] = [
   ],
 ];
 
-function tampered(change: (pod: PodSpec) => void): V1Job {
-  const job = trainingJob();
+function tampered(change: (pod: PodSpec) => void, settings: PlatformSettings = platform): V1Job {
+  const job = trainingJob(settings);
   change(job.spec?.template.spec as PodSpec);
   return job;
 }
@@ -221,5 +261,92 @@ describe("the dispatcher's ServiceAccount may create only TrainingJob-shaped Job
   it("does not judge other users: an administrator's dry run of the same Job is accepted", async () => {
     const job = tampered((pod) => pod.volumes?.push({ name: "tokens", secret: { secretName: "training-dispatcher" } }));
     expect(await refusal(() => adminBatch.createNamespacedJob({ namespace: NAMESPACE, body: job, dryRun: "All" }))).toBeUndefined();
+  });
+});
+
+describe("with a pull secret (and an object store Secret of its own) configured, the dispatcher's Jobs may name that one and no other", () => {
+  const PULL_SECRET = "training-image-pull";
+  const OBJECT_STORE_SECRET = "object-keys";
+  const chart = new PlatformChart(new App(), "platform", {
+    platform: { imagePullSecret: PULL_SECRET, objectStoreSecretName: OBJECT_STORE_SECRET },
+  }).toJson() as KubernetesObject[];
+  // The settings a dispatcher deployed by that chart renders with: read from its Deployment's environment, as it does.
+  const deployment = chart.find((object) => object.kind === "Deployment") as KubernetesObject & {
+    spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } };
+  };
+  const deployedEnv = Object.fromEntries(deployment.spec.template.spec.containers[0]?.env.map((entry) => [entry.name, entry.value]) ?? []);
+  const withPullSecret = loadConfig({
+    ...deployedEnv,
+    DEFAULT_EXECUTOR: "local",
+    DISPATCHER_API_TOKEN: "t",
+    DISPATCHER_API_TOKEN_FILE: undefined,
+    BACKEND_TOKEN_FILE: undefined,
+  }).platform;
+  const policyOf = (objects: readonly KubernetesObject[]) => objects.filter((object) => object.metadata?.name === policyName);
+  let pullExecutor: KubernetesExecutor;
+  /** The construct's Job, pulling with the configured secret: what a platform with one renders. */
+  const pulling = () => trainingJob(withPullSecret);
+
+  beforeAll(async () => {
+    pullExecutor = new KubernetesExecutor({ kubeConfig: dispatcherConfig, platform: withPullSecret });
+    await applyObjects(admin, policyOf(chart));
+    const another = tampered((pod) => pod.imagePullSecrets?.push({ name: "training-dispatcher" }), withPullSecret);
+    await policyInForce(async () => (await pullExecutor.verdictOn(another as never)).message?.includes(`but ${PULL_SECRET}`));
+  });
+  afterAll(async () => {
+    await applyObjects(admin, policyOf(distObjects("platform.k8s.yaml")));
+    // dist/'s Job shape, but pulling with the secret: only the pull secret rule can tell the two policies apart.
+    const pullingByDefault = tampered((pod) => {
+      pod.imagePullSecrets = [{ name: PULL_SECRET }];
+    });
+    await policyInForce(async () => {
+      const { message = "" } = await executor.verdictOn(pullingByDefault as never);
+      return message.includes("no imagePullSecrets") && !message.includes(`but ${PULL_SECRET}`);
+    });
+  });
+
+  it.each(Object.entries(SAMPLE_REQUESTS))("accepts the TrainingJob of sample %s, pulling with it", async (_name, sample) => {
+    const job = renderTrainingJob(trainingRequest(sample), withPullSecret);
+    const pod = (job.spec as { template: { spec: PodSpec } }).template.spec;
+    expect(pod.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+    expect(JSON.stringify(pod.containers)).toContain(`"name":"${OBJECT_STORE_SECRET}"`);
+    expect(await pullExecutor.verdictOn(job)).toEqual({ accepted: true });
+  });
+
+  it("accepts a real create of such a Job under the ServiceAccount's token", async () => {
+    const job = pulling();
+    const created = await dispatcher.createNamespacedJob({ namespace: NAMESPACE, body: job });
+    expect(created.spec?.template.spec?.imagePullSecrets).toEqual([{ name: PULL_SECRET }]);
+  });
+
+  const pullAttacks: [string, (pod: PodSpec) => void, string][] = [
+    [
+      "a second imagePullSecret naming another Secret (the dispatcher's tokens)",
+      (pod) => pod.imagePullSecrets?.push({ name: "training-dispatcher" }),
+      `no imagePullSecrets but ${PULL_SECRET}`,
+    ],
+    [
+      "another Secret instead of the pull secret",
+      (pod) => {
+        pod.imagePullSecrets = [{ name: "r2-credentials" }];
+      },
+      `no imagePullSecrets but ${PULL_SECRET}`,
+    ],
+    [
+      "the pull secret read into an env var",
+      (pod) => trainer(pod).env?.push({ name: "REGISTRY", valueFrom: { secretKeyRef: { name: PULL_SECRET, key: ".dockerconfigjson" } } }),
+      `no Secret but ${OBJECT_STORE_SECRET}`,
+    ],
+  ];
+
+  it.each(pullAttacks)("refuses %s, on a create and on a dry run", async (_name, change, words) => {
+    const job = tampered(change, withPullSecret);
+    const created = await refusal(() => dispatcher.createNamespacedJob({ namespace: NAMESPACE, body: job }));
+    expect(created?.code).toBe(403);
+    expect(created?.message).toContain(`ValidatingAdmissionPolicy '${policyName}'`);
+    expect(created?.message).toContain(words);
+    const verdict = await pullExecutor.verdictOn(job as never);
+    expect(verdict).toMatchObject({ accepted: false, statusCode: 403 });
+    expect(verdict.message).toContain(words);
   });
 });

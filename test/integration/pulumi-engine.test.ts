@@ -5,15 +5,27 @@
 // test/pulumi/README.md for what that does and does not prove). If the engine
 // cannot be built or started, the run fails; nothing here skips.
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
+import { ApiException, KubeConfig, type KubernetesObject, KubernetesObjectApi, loadAllYaml, PatchStrategy } from "@kubernetes/client-node";
+import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { SECRET_CONFIG, type SecretConfigKey } from "../../infra/config/stack-config.ts";
+import { FRAMEWORK_CATALOGUE, FRAMEWORKS } from "../../charts-ts/catalogue.ts";
+import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
+import { validateStackConfig } from "../../infra/config/load-stack-config.ts";
+import {
+  OPTIONAL_SECRET_CONFIG,
+  type OptionalSecretConfigKey,
+  SECRET_CONFIG,
+  type SecretConfigKey,
+} from "../../infra/config/stack-config.ts";
+import { IMAGE_PULL_SECRET_NAME } from "../../infra/platform/training-namespace.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
+import { readStackFile, withTestSecrets } from "../infra/pulumi-mocks.ts";
 import { distObjects } from "./platform.ts";
 import { until } from "./until.ts";
 
@@ -45,8 +57,12 @@ const env = {
   PULUMI_CONFIG_PASSPHRASE: "engine-test-passphrase",
 };
 
-type Secrets = Record<SecretConfigKey, string>;
+type Secrets = Record<SecretConfigKey | OptionalSecretConfigKey, string>;
+/** A docker config with credentials for the images' registry. */
+const pullSecretNamed = (tag: string) =>
+  JSON.stringify({ auths: { "ghcr.io": { auth: Buffer.from(`bot:${tag}-registry-token-0123`).toString("base64") } } });
 const secretsNamed = (tag: string): Secrets => ({
+  imagePullSecret: pullSecretNamed(tag),
   r2Endpoint: `https://${tag}.r2.example.com`,
   r2AccessKey: `${tag}-access-key-0000`,
   r2SecretKey: `${tag}-secret-key-0123456789abcdef`,
@@ -55,6 +71,37 @@ const secretsNamed = (tag: string): Secrets => ({
   mlflowDbPassword: `${tag}MlflowDbPassword0123`,
   grafanaAdminPassword: `${tag}-grafana-admin-password`,
 });
+/** A build as the pulumi workflow names it: the commit's tag for all, each image pinned by digest. */
+const IMAGES = {
+  registry: "ghcr.io/myorg",
+  dispatcherTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
+  trainerTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
+  dispatcherDigest: `sha256:${"7c".repeat(32)}`,
+  trainerDigests: {
+    ultralytics: `sha256:${"1a".repeat(32)}`,
+    timm: `sha256:${"2b".repeat(32)}`,
+    transformers: `sha256:${"3c".repeat(32)}`,
+  },
+};
+/** The platform chart the stack must apply for that config: dist/'s, with these images and the pull secret. */
+const expectedPlatform = (): KubernetesObject[] => {
+  const chart = new PlatformChart(new App(), "platform", {
+    platform: {
+      registry: IMAGES.registry,
+      trainerImageVersion: IMAGES.trainerTag,
+      trainerImageDigests: IMAGES.trainerDigests,
+      imagePullSecret: IMAGE_PULL_SECRET_NAME,
+    },
+    dispatcherImage: { tag: IMAGES.dispatcherTag, digest: IMAGES.dispatcherDigest },
+  });
+  // Through YAML into the client's typed models, as distObjects() reads dist/ (a plain LimitRange loses `default`).
+  return loadAllYaml(
+    chart
+      .toJson()
+      .map((object) => stringify(object))
+      .join("---\n"),
+  ) as KubernetesObject[];
+};
 const FIRST = secretsNamed("first");
 const ROTATED = secretsNamed("rotated");
 
@@ -93,6 +140,7 @@ const configFile = (stack: string) => join(PROJECT, `Pulumi.${stack}.yaml`);
 function configure(stack: string, overrides: Readonly<Record<string, string>> = {}): void {
   const plain: Record<string, string> = {
     cloud: "local",
+    images: JSON.stringify(IMAGES),
     kubernetes: JSON.stringify({ kubeconfig: kubeconfigPath, context: kubeConfig.getCurrentContext() }),
     backendApiUrl: "http://backend.backend.svc.cluster.local:8000",
     mlflow: JSON.stringify({ artifacts: { bucket: "training-mlflow-test" }, database: { storageGi: 1 } }),
@@ -134,6 +182,9 @@ async function mustRead<T extends KubernetesObject>(apiVersion: string, kind: st
   return found;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the live Deployment's pod, read as a reviewer reads YAML
+type Json = any;
+
 interface Workload extends KubernetesObject {
   spec: { template: { metadata: { annotations?: Record<string, string> } } };
 }
@@ -150,7 +201,7 @@ const WORKLOADS = {
 } as const;
 
 /** Each Secret the stack writes, with the config value of each key. */
-const SECRETS: readonly { readonly name: string; readonly namespace: string; readonly data: Record<string, SecretConfigKey> }[] = [
+const SECRETS: readonly { readonly name: string; readonly namespace: string; readonly data: Record<string, keyof Secrets> }[] = [
   {
     name: "r2-credentials",
     namespace: "training",
@@ -164,6 +215,7 @@ const SECRETS: readonly { readonly name: string; readonly namespace: string; rea
     data: { AWS_ACCESS_KEY_ID: "r2AccessKey", AWS_SECRET_ACCESS_KEY: "r2SecretKey", MLFLOW_S3_ENDPOINT_URL: "r2Endpoint" },
   },
   { name: "grafana-admin", namespace: "monitoring", data: { "admin-password": "grafanaAdminPassword" } },
+  { name: IMAGE_PULL_SECRET_NAME, namespace: "training", data: { ".dockerconfigjson": "imagePullSecret" } },
 ];
 
 const decode = (value: string | undefined) => Buffer.from(value ?? "", "base64").toString("utf8");
@@ -288,11 +340,13 @@ describe("the Pulumi engine against the test control plane", () => {
       configure(stack, {
         dispatcherReplicas: "0",
         helmCharts: JSON.stringify({ mlflow: { repo: "https://charts.example.com", path: "./mlflow" } }),
+        images: JSON.stringify({ ...IMAGES, trainerTag: "latest" }),
       });
       const run = pulumi(stack, "up", "--yes", "--skip-preview");
       expect(run.status).not.toBe(0);
       expect(run.output).toContain("dispatcherReplicas");
       expect(run.output).toContain("helmCharts.mlflow");
+      expect(run.output).toContain("images.trainerTag: must not be latest");
       const state = JSON.parse(pulumiOk(stack, "stack", "export"));
       const types = (state.deployment.resources ?? []).map((resource: { type: string }) => resource.type);
       expect(types.filter((type: string) => type !== "pulumi:pulumi:Stack")).toEqual([]);
@@ -300,6 +354,98 @@ describe("the Pulumi engine against the test control plane", () => {
     },
     STEP_TIMEOUT_MS,
   );
+
+  describe("the pulumi workflow's deploy step (pulumi-stack.yml), run with this CLI on a copy of a cloud stack file", () => {
+    const step = (parse(readFileSync(join(REPO, ".github", "workflows", "pulumi-stack.yml"), "utf8")).jobs.pulumi.steps as Json[]).find(
+      (candidate) => candidate.name === "Deploy this commit's images",
+    );
+    const SHA = "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d";
+    const digestOf = (image: string) => `sha256:${createHash("sha256").update(image).digest("hex")}`;
+
+    /** Runs the step's script as the runner would (bash -eo pipefail, in stacks/) with our CLI and a registry stand-in. */
+    function runStep(stack: string, command: string, missingImage = "") {
+      const root = mkdtempSync(join(work, "workflow-"));
+      mkdirSync(join(root, "stacks"));
+      mkdirSync(join(root, "charts-ts"));
+      mkdirSync(join(root, "bin"));
+      // The step imports the catalogue from ../charts-ts, as in the repository.
+      writeFileSync(join(root, "charts-ts", "catalogue.ts"), readFileSync(join(REPO, "charts-ts", "catalogue.ts")));
+      writeFileSync(join(root, "stacks", "Pulumi.yaml"), readFileSync(join(STACKS, "Pulumi.yaml")));
+      writeFileSync(join(root, "stacks", `Pulumi.${stack}.yaml`), readFileSync(join(STACKS, `Pulumi.${stack}.yaml`)));
+      writeFileSync(
+        join(root, "bin", "pulumi"),
+        `#!/bin/sh\nexec bash ${JSON.stringify(join(REPO, "tools", "pulumi", "pulumi.sh"))} "$@"\n`,
+        {
+          mode: 0o755,
+        },
+      );
+      // ghcr.io holding this commit's images: `buildx imagetools inspect <image> --format ...` prints a digest of the name.
+      writeFileSync(
+        join(root, "bin", "docker"),
+        `#!/bin/sh\ncase "$4" in *${missingImage || "never"}*) echo "ERROR: $4: not found" >&2; exit 1;; esac\nprintf 'sha256:%s\\n' "$(printf %s "$4" | sha256sum | cut -c1-64)"\n`,
+        { mode: 0o755 },
+      );
+      const stepEnv = { ...env, PATH: `${join(root, "bin")}:${env.PATH}`, GITHUB_STEP_SUMMARY: join(root, "summary.md") };
+      const init = spawnSync("pulumi", ["stack", "init", stack, "--non-interactive"], {
+        cwd: join(root, "stacks"),
+        env: stepEnv,
+        encoding: "utf8",
+      });
+      expect(init.status, init.stderr).toBe(0);
+      const run = spawnSync("bash", ["-eo", "pipefail", "-c", step.run], {
+        cwd: join(root, "stacks"),
+        env: { ...stepEnv, STACK: stack, COMMAND: command, IMAGE_TAG: SHA, LIST_TRAINERS: step.env.LIST_TRAINERS },
+        encoding: "utf8",
+      });
+      const config = parse(readFileSync(join(root, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config;
+      return { run, images: config["training-platform:images"], file: join(root, "stacks", `Pulumi.${stack}.yaml`) };
+    }
+
+    it(
+      "on up: the commit's tags and every image's digest, a config the stack then accepts",
+      () => {
+        const { run, images, file } = runStep("dev-eks", "up");
+        expect(run.status, run.stdout + run.stderr).toBe(0);
+        const registry = "ghcr.io/myorg";
+        expect(images).toEqual({
+          registry,
+          dispatcherTag: SHA,
+          trainerTag: SHA,
+          dispatcherDigest: digestOf(`${registry}/training-dispatcher:${SHA}`),
+          trainerDigests: Object.fromEntries(
+            FRAMEWORKS.map((framework) => [framework, digestOf(`${registry}/${FRAMEWORK_CATALOGUE[framework].imageRepository}:${SHA}`)]),
+          ),
+        });
+        const { values } = withTestSecrets(readStackFile(file));
+        const raw = Object.fromEntries(Object.entries(values).map(([key, value]) => [key.slice("training-platform:".length), value]));
+        expect(validateStackConfig(raw, () => true)).toMatchObject({ success: true });
+      },
+      STEP_TIMEOUT_MS,
+    );
+
+    it(
+      "on preview: the tags only (nothing is pushed for a pull request)",
+      () => {
+        const { run, images } = runStep("prod-gke", "preview");
+        expect(run.status, run.stdout + run.stderr).toBe(0);
+        expect(images).toEqual({ registry: "ghcr.io/myorg", dispatcherTag: SHA, trainerTag: SHA });
+      },
+      STEP_TIMEOUT_MS,
+    );
+
+    it(
+      "fails, naming images.registry, when the registry lacks one of the commit's images",
+      () => {
+        const { run, images } = runStep("prod-eks", "up", "trainer-timm");
+        expect(run.status).not.toBe(0);
+        expect(run.stdout).toContain(
+          `::error::no image ghcr.io/myorg/trainer-timm:${SHA}: images.registry of prod-eks must be where images.yml pushes`,
+        );
+        expect(images.trainerDigests?.timm).toBeUndefined();
+      },
+      STEP_TIMEOUT_MS,
+    );
+  });
 
   it(
     "previews with the policy pack: every policy runs, none is violated",
@@ -312,12 +458,12 @@ describe("the Pulumi engine against the test control plane", () => {
   );
 
   it(
-    "deploys the stack: the platform chart as dist/ has it, the Secrets, MLflow on its volume, the monitoring CRs",
+    "deploys the stack: the platform chart as dist/ has it (with its images and pull secret), the Secrets, MLflow on its volume, the monitoring CRs",
     async () => {
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
 
-      // Server-side applying dist/'s objects changes nothing the stack deployed (quantities normalised by the API server).
-      for (const object of distObjects("platform.k8s.yaml")) {
+      // Server-side applying the chart's objects changes nothing the stack deployed (quantities normalised by the API server).
+      for (const object of expectedPlatform()) {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
         const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
@@ -332,6 +478,25 @@ describe("the Pulumi engine against the test control plane", () => {
         }
       }
       await mustRead("v1", "ConfigMap", "backend-config", "training");
+
+      // The build the config names, pulled with the pull secret; the dispatcher gives its Jobs the same.
+      const pull = await mustRead<SecretObject & { type: string }>("v1", "Secret", IMAGE_PULL_SECRET_NAME, "training");
+      expect(pull.type).toBe("kubernetes.io/dockerconfigjson");
+      const dispatcherPod = (await mustRead<Workload & { spec: { template: { spec: Json } } }>(...WORKLOADS.dispatcher)).spec.template.spec;
+      expect(dispatcherPod.imagePullSecrets).toEqual([{ name: IMAGE_PULL_SECRET_NAME }]);
+      const [container] = dispatcherPod.containers;
+      expect(container.image).toBe(`${IMAGES.registry}/training-dispatcher:${IMAGES.dispatcherTag}@${IMAGES.dispatcherDigest}`);
+      expect(container.env).toEqual(
+        expect.arrayContaining([
+          { name: "TRAINER_REGISTRY", value: IMAGES.registry },
+          { name: "TRAINER_IMAGE_VERSION", value: IMAGES.trainerTag },
+          {
+            name: "TRAINER_IMAGE_DIGESTS",
+            value: `timm=${IMAGES.trainerDigests.timm},transformers=${IMAGES.trainerDigests.transformers},ultralytics=${IMAGES.trainerDigests.ultralytics}`,
+          },
+          { name: "TRAINER_IMAGE_PULL_SECRET", value: IMAGE_PULL_SECRET_NAME },
+        ]),
+      );
 
       const mlflow = await helmValues("mlflow", "mlflow");
       expect(mlflow).toMatchObject({
@@ -366,9 +531,14 @@ describe("the Pulumi engine against the test control plane", () => {
     () => {
       const exported = pulumiOk(STACK, "stack", "export");
       const config = readFileSync(configFile(STACK), "utf8");
-      for (const key of Object.keys(SECRET_CONFIG) as SecretConfigKey[]) {
+      for (const key of [...Object.keys(SECRET_CONFIG), ...Object.keys(OPTIONAL_SECRET_CONFIG)] as (keyof Secrets)[]) {
         expect(exported.includes(FIRST[key]), `${key} in plain text in the state`).toBe(false);
         expect(config.includes(FIRST[key]), `${key} in plain text in the config file`).toBe(false);
+      }
+      // Nor the pull secret's parts: its token, or the whole as the Secret's base64 data.
+      const { auth } = JSON.parse(FIRST.imagePullSecret).auths["ghcr.io"];
+      for (const form of [auth, Buffer.from(auth, "base64").toString("utf8"), Buffer.from(FIRST.imagePullSecret).toString("base64")]) {
+        expect(exported.includes(form), "the pull secret in plain text in the state").toBe(false);
       }
       expect(exported).toContain('"ciphertext"');
     },
@@ -419,6 +589,7 @@ describe("the Pulumi engine against the test control plane", () => {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         expect(await read(apiVersion, kind, metadata.name as string, metadata.namespace), `${kind} ${metadata.name}`).toBeUndefined();
       }
+      expect(await read("v1", "Secret", IMAGE_PULL_SECRET_NAME, "training")).toBeUndefined();
       for (const namespace of ["mlflow", "monitoring"]) {
         expect(await read("v1", "Namespace", namespace), namespace).toBeUndefined();
       }
