@@ -3,8 +3,10 @@
  * the same in-cluster parts everywhere.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { GpuPoolQuota } from "../charts-ts/platform/training-queues.ts";
 import { platformSettings } from "../charts-ts/settings.ts";
 import { DcgmExporter } from "./addons/dcgm-exporter.ts";
+import { Kueue } from "./addons/kueue.ts";
 import { NvidiaDevicePlugin } from "./addons/nvidia-device-plugin.ts";
 import type { ClusterFoundation, FoundationContext } from "./clouds/cluster-foundation.ts";
 import { eksFoundation } from "./clouds/eks.ts";
@@ -37,13 +39,24 @@ export function platform(config: StackConfig): PlatformOutputs {
     releases,
   });
   const inCluster = { providers: [foundation.kubernetes], dependsOn: [...foundation.ready] };
-  const { secrets } = config;
+  const { secrets, queueing } = config;
 
+  const kueue =
+    queueing.enabled && queueing.kueue.install
+      ? new Kueue("kueue", { managedNamespace: settings.namespace, replicas: queueing.kueue.replicas, releases }, inCluster)
+      : undefined;
   const training = new TrainingNamespace(
     "training",
     {
       chart: {
-        platform: config.platform,
+        platform: { ...config.platform, queueing: queueing.enabled },
+        ...(queueing.enabled && {
+          queues: {
+            gpuPools: queuePools(config),
+            projects: queueing.projects ?? [],
+            ...(queueing.cpuQuotaPerProject !== undefined && { cpuQuotaPerProject: queueing.cpuQuotaPerProject }),
+          },
+        }),
         quota: config.quota,
         dispatcherReplicas: config.dispatcherReplicas,
         // An existing cluster's pools are not declared here: the dispatcher judges by its nodes.
@@ -53,6 +66,7 @@ export function platform(config: StackConfig): PlatformOutputs {
       backendApiUrl: config.backendApiUrl,
       objectStore: { endpoint: secrets.r2Endpoint, accessKey: secrets.r2AccessKey, secretKey: secrets.r2SecretKey },
       dispatcherTokens: { apiToken: secrets.dispatcherApiToken, backendToken: secrets.backendToken },
+      ...(kueue !== undefined && { kueue: [kueue.release] }),
     },
     inCluster,
   );
@@ -100,6 +114,18 @@ export function platform(config: StackConfig): PlatformOutputs {
     mlflowTrackingUri: settings.mlflowTrackingUri,
     monitoringNamespace: monitoring.namespace,
   };
+}
+
+/** The GPU pools the queues hold quota for: the stack's own pools, or those an existing cluster declares for them. */
+function queuePools(config: StackConfig): GpuPoolQuota[] {
+  switch (config.cloud) {
+    case "eks":
+      return config.gpuPools.map(({ gpuType, maxSize, gpusPerNode }) => ({ gpuType, maxSize, gpusPerNode }));
+    case "gke":
+      return config.gpuPools.map(({ gpuType, maxNodes, gpusPerNode }) => ({ gpuType, maxSize: maxNodes, gpusPerNode }));
+    case "local":
+      return config.queueing.gpuPools ?? [];
+  }
 }
 
 function clusterFoundation(config: StackConfig, context: FoundationContext): ClusterFoundation {

@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
 import type { PlatformChartProps } from "../../charts-ts/platform/platform-chart.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { SECRET_CHECKSUM_ANNOTATION, secretChecksum } from "../secret-checksum.ts";
@@ -26,6 +27,12 @@ export interface TrainingNamespaceArgs {
     readonly secretKey: pulumi.Input<string>;
   };
   readonly dispatcherTokens: { readonly apiToken: pulumi.Input<string>; readonly backendToken: pulumi.Input<string> };
+  /**
+   * What must be ready before the chart's Kueue objects (queues, flavors, priority
+   * classes) are applied: Kueue's release, whose CRDs and webhooks they need.
+   * @default nothing: a cluster that already runs Kueue
+   */
+  readonly kueue?: readonly pulumi.Resource[];
 }
 
 /**
@@ -47,6 +54,7 @@ export class TrainingNamespace extends pulumi.ComponentResource {
     this.dispatcher = dispatcherManifest(objects);
 
     const isNamespace = (object: ManifestObject) => object.kind === "Namespace";
+    const isKueueObject = (object: ManifestObject) => object.apiVersion === KUEUE_API_VERSION;
     this.namespaceObject = new k8s.yaml.v2.ConfigGroup(`${name}-namespace`, { objs: objects.filter(isNamespace) }, { parent: this });
     const inNamespace = (resourceName: string) => ({ name: resourceName, namespace: settings.namespace });
     const afterNamespace = { parent: this, dependsOn: [this.namespaceObject] };
@@ -89,9 +97,22 @@ export class TrainingNamespace extends pulumi.ComponentResource {
     const tokensChecksum = secretChecksum([args.dispatcherTokens.apiToken, args.dispatcherTokens.backendToken]);
     new k8s.yaml.v2.ConfigGroup(
       `${name}-platform`,
-      { objs: tokensChecksum.apply((checksum) => objects.filter((object) => !isNamespace(object)).map(withPodAnnotation(checksum))) },
+      {
+        objs: tokensChecksum.apply((checksum) =>
+          objects.filter((object) => !isNamespace(object) && !isKueueObject(object)).map(withPodAnnotation(checksum)),
+        ),
+      },
       { parent: this, dependsOn: configuration },
     );
+    const queues = objects.filter(isKueueObject);
+    if (queues.length > 0) {
+      // Their kinds exist only once Kueue's CRDs do, and Kueue's webhooks validate them.
+      new k8s.yaml.v2.ConfigGroup(
+        `${name}-queues`,
+        { objs: queues },
+        { parent: this, dependsOn: [this.namespaceObject, ...(args.kueue ?? [])] },
+      );
+    }
     this.registerOutputs({ namespace: this.namespace });
   }
 }
