@@ -102,7 +102,7 @@ export class TrainingNamespace extends pulumi.ComponentResource {
           objects.filter((object) => !isNamespace(object) && !isKueueObject(object)).map(withPodAnnotation(checksum)),
         ),
       },
-      { parent: this, dependsOn: configuration },
+      { parent: this, dependsOn: configuration, transforms: [replacePriorityClassesOnImmutableChange] },
     );
     const queues = objects.filter(isKueueObject);
     if (queues.length > 0) {
@@ -116,6 +116,18 @@ export class TrainingNamespace extends pulumi.ComponentResource {
     this.registerOutputs({ namespace: this.namespace });
   }
 }
+
+/**
+ * A PriorityClass's `value` and `preemptionPolicy` are immutable, and the provider
+ * would update them in place (refused: switching queueing on or off failed with
+ * "preemptionPolicy: field is immutable"). A change replaces it, deleting first
+ * since the name stays: for that moment new training pods are refused and their
+ * Jobs create them again.
+ */
+export const replacePriorityClassesOnImmutableChange: pulumi.ResourceTransform = ({ type, props, opts }) =>
+  type === "kubernetes:scheduling.k8s.io/v1:PriorityClass"
+    ? { props, opts: pulumi.mergeOptions(opts, { replaceOnChanges: ["value", "preemptionPolicy"], deleteBeforeReplace: true }) }
+    : undefined;
 
 /** The dispatcher's Deployment with the tokens' checksum on its pod template; every other object as rendered. */
 function withPodAnnotation(checksum: string): (object: ManifestObject) => ManifestObject {

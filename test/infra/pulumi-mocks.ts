@@ -24,6 +24,8 @@ export interface DeclaredResource {
   readonly provider: string;
   /** What it waits for (`dependsOn` and its inputs' resources), each as `<type> <name>`. */
   readonly dependencies: readonly string[];
+  /** Its options' transforms, which mocks never run (nor create a component's children for them to act on). */
+  readonly transforms: readonly pulumi.ResourceTransform[];
 }
 
 /** How the engine marks a secret value in resource inputs. */
@@ -153,6 +155,7 @@ export async function declare(config: StackConfigValues, program: () => unknown,
           inputs: args.inputs,
           provider: args.provider ?? "",
           dependencies: dependencies.get(`${args.type} ${args.name}`) ?? [],
+          transforms: args.transforms ?? [],
         });
         return { id: `${args.name}-id`, state: { ...args.inputs, ...computedOutputs(args.type, args.name, args.inputs) } };
       },

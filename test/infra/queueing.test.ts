@@ -159,6 +159,17 @@ describe.each(Object.entries(QUEUEING_STACKS))("queueing on: %s", (stack, expect
   });
 });
 
+describe("switching queueing on or off", () => {
+  it("replaces a training PriorityClass, deleting it first, when its immutable preemptionPolicy or value changes", async () => {
+    const group = only(await resourcesOf("local"), CONFIG_GROUP, "training-platform");
+    const transformed = (type: string) =>
+      group.transforms.map((transform) => transform({ type, name: "training-platform:training-high", custom: true, props: {}, opts: {} }));
+    const [priorityClass] = await Promise.all(transformed("kubernetes:scheduling.k8s.io/v1:PriorityClass"));
+    expect(priorityClass?.opts).toMatchObject({ replaceOnChanges: ["value", "preemptionPolicy"], deleteBeforeReplace: true });
+    expect(await Promise.all(transformed("kubernetes:apps/v1:Deployment"))).toEqual([undefined]);
+  });
+});
+
 describe("queueing off", () => {
   const expectAsBeforeKueue = (resources: DeclaredResource[], maxGpus: number) => {
     expect(kueueRelease(resources)).toBeUndefined();
