@@ -248,13 +248,13 @@ describe("queueing on an existing cluster (local)", () => {
 });
 
 describe("bad queueing config", () => {
-  it("is refused before any resource is declared, every problem named by its key", async () => {
+  /** Declares dev-eks with `overrides` against mocks: what loadStackConfig threw, and every resource declared. */
+  async function declaredWith(
+    overrides: Readonly<Record<string, unknown>>,
+  ): Promise<{ problems: readonly string[]; resources: DeclaredResource[] }> {
     let error: unknown;
     const resources = await declare(
-      stackConfig("dev-eks", {
-        queueing: { projects: ["1", "1", "Vision"], gpuPools: [], cpuQuotaPerProject: { cpu: "lots", memory: "1Ti" } },
-        quota: { maxGpus: 2 },
-      }),
+      stackConfig("dev-eks", overrides),
       () => {
         try {
           platform(loadStackConfig());
@@ -265,7 +265,13 @@ describe("bad queueing config", () => {
       "dev-eks",
     );
     expect(error).toBeInstanceOf(StackConfigError);
-    const problems = (error as StackConfigError).problems;
+    return { problems: (error as StackConfigError).problems, resources };
+  }
+
+  it("is refused before any resource is declared, every problem named by its key", async () => {
+    const { problems, resources } = await declaredWith({
+      queueing: { projects: ["1", "1", "Vision"], cpuQuotaPerProject: { cpu: "lots", memory: "1Ti" } },
+    });
     for (const expected of [
       'training-platform:queueing.projects[1]: duplicate project "1"',
       "training-platform:queueing.projects[2]: must be lower-case letters",
@@ -280,19 +286,8 @@ describe("bad queueing config", () => {
   });
 
   it("that only the whole stack can judge (pools, GPU quota) is refused before any resource too", async () => {
-    let error: unknown;
-    const resources = await declare(
-      stackConfig("dev-eks", { queueing: { projects: ["1"], gpuPools: [] }, quota: { maxGpus: 2 } }),
-      () => {
-        try {
-          platform(loadStackConfig());
-        } catch (thrown) {
-          error = thrown;
-        }
-      },
-      "dev-eks",
-    );
-    expect((error as StackConfigError).problems).toEqual([
+    const { problems, resources } = await declaredWith({ queueing: { projects: ["1"], gpuPools: [] }, quota: { maxGpus: 2 } });
+    expect(problems).toEqual([
       "training-platform:queueing.gpuPools: only for the local stack: the queues come from gpuPools here",
       "training-platform:quota.maxGpus: not used while queueing is on: Kueue's quotas (the GPU pools) cap the GPUs; remove it",
     ]);
