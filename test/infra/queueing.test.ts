@@ -237,6 +237,25 @@ describe("queueing on an existing cluster (local)", () => {
     ]);
   });
 
+  it("takes Kueue's chart from a configured OCI registry or mirror, at the pinned version", async () => {
+    const kueueFrom = async (source: Inputs) => {
+      const config = stackConfig("local", {
+        queueing: { projects: ["a"], gpuPools: pools },
+        quota: { maxJobs: 100 },
+        helmCharts: { kueue: source },
+      });
+      return kueueRelease(await declare(config, () => platform(loadStackConfig()), "local"))?.inputs;
+    };
+    const oci = await kueueFrom({ repo: "oci://registry.example.com/mirror/" });
+    expect(oci).toMatchObject({ chart: "oci://registry.example.com/mirror/kueue", version: "0.17.0" });
+    expect(oci?.repositoryOpts).toBeUndefined();
+    expect(await kueueFrom({ repo: "https://charts.example.com/kueue" })).toMatchObject({
+      chart: "kueue",
+      version: "0.17.0",
+      repositoryOpts: { repo: "https://charts.example.com/kueue" },
+    });
+  });
+
   it("with `kueue.install: false` applies only the queues, for the Kueue the cluster runs", async () => {
     const resources = await withQueueing({ projects: ["a", "b"], gpuPools: pools, kueue: { install: false } });
     expect(kueueRelease(resources)).toBeUndefined();
