@@ -165,9 +165,9 @@ const queueingSchema = z
       ctx.addIssue({ code: "custom", path: ["projects"], message: "required when queueing is enabled" });
   });
 
-/** `false` and no key at all mean off: the platform as before Kueue. */
+/** `false` and no key at all mean off: the platform as before Kueue; `true` is on, and then asks for its projects. */
 const queueingConfig = fromConfig(
-  z.preprocess((value) => (value === false || value === undefined ? { enabled: false } : value), queueingSchema),
+  z.preprocess((value) => (value === false || value === undefined ? { enabled: false } : value === true ? {} : value), queueingSchema),
 );
 
 export type QueueingConfig = z.output<typeof queueingSchema>;

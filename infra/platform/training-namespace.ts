@@ -38,7 +38,8 @@ export interface TrainingNamespaceArgs {
 /**
  * The training namespace as the platform chart defines it, plus the Secrets and
  * ConfigMap its Jobs and dispatcher read. Order: the namespace, then the Secrets,
- * then everything else, so the dispatcher's pods find their Secret at start.
+ * then everything else, so the dispatcher's pods find their Secret at start; the
+ * chart's Kueue objects (with queueing) once the namespace and `kueue` are there.
  */
 export class TrainingNamespace extends pulumi.ComponentResource {
   readonly namespace: string;

@@ -121,6 +121,11 @@ describe("bad stack configuration is refused, naming the key", () => {
     ["a deploy timeout of zero", { ...rawConfig("local"), deployTimeoutMinutes: "0" }, "deployTimeoutMinutes:"],
     ["queueing without projects", { ...rawConfig("local"), queueing: "{}" }, "queueing.projects: required when queueing is enabled"],
     [
+      "queueing: true, without projects",
+      { ...rawConfig("local"), queueing: "true" },
+      "queueing.projects: required when queueing is enabled",
+    ],
+    [
       "a project twice",
       edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["1", "2", "1"] })),
       'queueing.projects[2]: duplicate project "1"',
