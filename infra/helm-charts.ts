@@ -79,6 +79,6 @@ function chartFrom(
 }
 
 /** The chart reference Helm installs from an OCI registry path (`oci://<registry>/<path>/<chart>`). */
-export function ociChart(repo: string, chart: string): string {
+function ociChart(repo: string, chart: string): string {
   return `${repo.replace(/\/+$/, "")}/${chart}`;
 }

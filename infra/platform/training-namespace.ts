@@ -28,7 +28,7 @@ export interface TrainingNamespaceArgs {
   };
   readonly dispatcherTokens: { readonly apiToken: pulumi.Input<string>; readonly backendToken: pulumi.Input<string> };
   /**
-   * What must be ready before the chart's Kueue objects (queues, flavors, priority
+   * What must be ready before the chart's Kueue objects (queues, flavors, workload priority
    * classes) are applied: Kueue's release, whose CRDs and webhooks they need.
    * @default nothing: a cluster that already runs Kueue
    */
