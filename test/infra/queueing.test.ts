@@ -144,7 +144,7 @@ describe.each(Object.entries(QUEUEING_STACKS))("queueing on: %s", (stack, expect
       const gpuGroup = queue.spec.resourceGroups.find((group: Inputs) => group.coveredResources.includes(GPU_RESOURCE));
       for (const flavor of gpuGroup.flavors) {
         const type = flavor.name.slice("gpu-".length);
-        totals[type] = (totals[type] ?? 0) + flavor.resources[0].nominalQuota;
+        totals[type] = (totals[type] ?? 0) + Number(flavor.resources[0].nominalQuota);
       }
     }
     expect(totals).toEqual(expected.gpus);
@@ -218,8 +218,8 @@ describe("queueing on an existing cluster (local)", () => {
       {
         coveredResources: [GPU_RESOURCE],
         flavors: [
-          { name: "gpu-t4", resources: [{ name: GPU_RESOURCE, nominalQuota: 8 }] },
-          { name: "gpu-a100", resources: [{ name: GPU_RESOURCE, nominalQuota: 16 }] },
+          { name: "gpu-t4", resources: [{ name: GPU_RESOURCE, nominalQuota: "8" }] },
+          { name: "gpu-a100", resources: [{ name: GPU_RESOURCE, nominalQuota: "16" }] },
         ],
       },
       {

@@ -502,6 +502,9 @@ describe("the Pulumi engine against the test control plane", () => {
       );
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
       await expectQueuesServed();
+      // Kueue's webhooks default fields of the queues: the next run must not fight them, and the policies still hold.
+      const again = pulumiOk(STACK, "preview", "--expect-no-changes", "--policy-pack", POLICY_PACK);
+      expect(again).not.toMatch(/mandatory|advisory/);
 
       const quota = await mustRead<KubernetesObject & { spec: { hard: Record<string, string> } }>(
         "v1",
