@@ -87,7 +87,12 @@ export class Kueue extends pulumi.ComponentResource {
 
   constructor(name: string, args: KueueArgs, opts?: pulumi.ComponentResourceOptions) {
     super("training-platform:addons:Kueue", name, {}, opts);
-    const namespace = new k8s.core.v1.Namespace(name, { metadata: { name: KUEUE_NAMESPACE } }, { parent: this });
+    const namespace = new k8s.core.v1.Namespace(
+      name,
+      // The chart's controller already meets the restricted profile (non-root, RuntimeDefault seccomp, no capabilities).
+      { metadata: { name: KUEUE_NAMESPACE, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } },
+      { parent: this },
+    );
     this.release = pinnedRelease(
       name,
       "kueue",

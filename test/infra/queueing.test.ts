@@ -84,7 +84,10 @@ describe.each(Object.entries(QUEUEING_STACKS))("queueing on: %s", (stack, expect
     });
     expect(HELM_CHARTS.kueue.version).toBe("0.17.0");
     expect(release?.inputs.repositoryOpts).toBeUndefined();
-    expect(only(resources, "kubernetes:core/v1:Namespace", "kueue").inputs.metadata.name).toBe(KUEUE_NAMESPACE);
+    expect(only(resources, "kubernetes:core/v1:Namespace", "kueue").inputs.metadata).toEqual({
+      name: KUEUE_NAMESPACE,
+      labels: { "pod-security.kubernetes.io/enforce": "restricted" },
+    });
     expect(release?.dependencies).toContain("kubernetes:core/v1:Namespace kueue");
     const { controllerManager } = release?.inputs.values ?? {};
     expect(controllerManager.manager.image).toEqual({
