@@ -16,6 +16,8 @@ export const HELM_CHARTS = {
   clusterAutoscaler: { chart: "cluster-autoscaler", version: "9.46.0", repo: "https://kubernetes.github.io/autoscaler" },
   kubePrometheusStack: { chart: "kube-prometheus-stack", version: "79.12.0", repo: "https://prometheus-community.github.io/helm-charts" },
   mlflow: { chart: "mlflow", version: "1.12.0", repo: "https://community-charts.github.io/helm-charts" },
+  // The Kueue the test control plane runs (test/cluster/versions.env KUEUE_VERSION v0.17.0); published only as OCI.
+  kueue: { chart: "kueue", version: "0.17.0", repo: "oci://registry.k8s.io/kueue/charts" },
 } as const satisfies Record<string, HelmChartPin>;
 
 export type HelmChartKey = keyof typeof HELM_CHARTS;
@@ -68,8 +70,15 @@ function chartFrom(
   source: ChartSource | undefined,
   baseDirectory: string = process.cwd(),
 ): Pick<k8s.helm.v3.ReleaseArgs, "chart" | "version" | "repositoryOpts"> {
-  if (source === undefined) return { chart: pin.chart, version: pin.version, repositoryOpts: { repo: pin.repo } };
-  if ("path" in source) return { chart: isAbsolute(source.path) ? source.path : resolve(baseDirectory, source.path) };
-  if (source.repo.startsWith("oci://")) return { chart: `${source.repo.replace(/\/+$/, "")}/${pin.chart}`, version: pin.version };
-  return { chart: pin.chart, version: pin.version, repositoryOpts: { repo: source.repo } };
+  if (source !== undefined && "path" in source)
+    return { chart: isAbsolute(source.path) ? source.path : resolve(baseDirectory, source.path) };
+  const repo = source?.repo ?? pin.repo;
+  // Helm takes an OCI chart as one reference, not as a repository plus a chart name.
+  if (repo.startsWith("oci://")) return { chart: ociChart(repo, pin.chart), version: pin.version };
+  return { chart: pin.chart, version: pin.version, repositoryOpts: { repo } };
+}
+
+/** The chart reference Helm installs from an OCI registry path (`oci://<registry>/<path>/<chart>`). */
+function ociChart(repo: string, chart: string): string {
+  return `${repo.replace(/\/+$/, "")}/${chart}`;
 }

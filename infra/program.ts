@@ -3,8 +3,10 @@
  * the same in-cluster parts everywhere.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { GpuPoolQuota } from "../charts-ts/platform/training-queues.ts";
 import { platformSettings } from "../charts-ts/settings.ts";
 import { DcgmExporter } from "./addons/dcgm-exporter.ts";
+import { Kueue } from "./addons/kueue.ts";
 import { NvidiaDevicePlugin } from "./addons/nvidia-device-plugin.ts";
 import type { ClusterFoundation, FoundationContext } from "./clouds/cluster-foundation.ts";
 import { eksFoundation } from "./clouds/eks.ts";
@@ -37,8 +39,12 @@ export function platform(config: StackConfig): PlatformOutputs {
     releases,
   });
   const inCluster = { providers: [foundation.kubernetes], dependsOn: [...foundation.ready] };
-  const { secrets } = config;
+  const { secrets, queueing } = config;
 
+  const kueue =
+    queueing.enabled && queueing.kueue.install
+      ? new Kueue("kueue", { managedNamespace: settings.namespace, replicas: queueing.kueue.replicas, releases }, inCluster)
+      : undefined;
   const training = new TrainingNamespace(
     "training",
     {
@@ -49,11 +55,19 @@ export function platform(config: StackConfig): PlatformOutputs {
           registry: config.images.registry,
           trainerImageVersion: config.images.trainerTag,
           trainerImageDigests: config.images.trainerDigests,
+          queueing: queueing.enabled,
         },
         dispatcherImage: {
           tag: config.images.dispatcherTag,
           ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),
         },
+        ...(queueing.enabled && {
+          queues: {
+            gpuPools: queuePools(config),
+            projects: queueing.projects ?? [],
+            ...(queueing.cpuQuotaPerProject !== undefined && { cpuQuotaPerProject: queueing.cpuQuotaPerProject }),
+          },
+        }),
         quota: config.quota,
         dispatcherReplicas: config.dispatcherReplicas,
         // An existing cluster's pools are not declared here: the dispatcher judges by its nodes.
@@ -64,6 +78,7 @@ export function platform(config: StackConfig): PlatformOutputs {
       objectStore: { endpoint: secrets.r2Endpoint, accessKey: secrets.r2AccessKey, secretKey: secrets.r2SecretKey },
       dispatcherTokens: { apiToken: secrets.dispatcherApiToken, backendToken: secrets.backendToken },
       ...(secrets.imagePullSecret !== undefined && { imagePullSecret: secrets.imagePullSecret }),
+      ...(kueue !== undefined && { kueue: [kueue.release] }),
     },
     inCluster,
   );
@@ -111,6 +126,18 @@ export function platform(config: StackConfig): PlatformOutputs {
     mlflowTrackingUri: settings.mlflowTrackingUri,
     monitoringNamespace: monitoring.namespace,
   };
+}
+
+/** The GPU pools the queues hold quota for: the stack's own pools, or those an existing cluster declares for them. */
+function queuePools(config: StackConfig): GpuPoolQuota[] {
+  switch (config.cloud) {
+    case "eks":
+      return config.gpuPools.map(({ gpuType, maxSize, gpusPerNode }) => ({ gpuType, maxSize, gpusPerNode }));
+    case "gke":
+      return config.gpuPools.map(({ gpuType, maxNodes, gpusPerNode }) => ({ gpuType, maxSize: maxNodes, gpusPerNode }));
+    case "local":
+      return config.queueing.gpuPools ?? [];
+  }
 }
 
 function clusterFoundation(config: StackConfig, context: FoundationContext): ClusterFoundation {

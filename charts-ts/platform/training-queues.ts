@@ -91,7 +91,8 @@ export class TrainingQueues extends Construct {
                   coveredResources: [GPU_RESOURCE],
                   flavors: [...gpus].map(([gpuType, total]) => ({
                     name: gpuFlavorName(gpuType),
-                    resources: [{ name: GPU_RESOURCE, nominalQuota: evenShare(total, projects.length, index) }],
+                    // A quantity string, as the API server keeps it: a number would differ from the stored object on every apply.
+                    resources: [{ name: GPU_RESOURCE, nominalQuota: String(evenShare(total, projects.length, index)) }],
                   })),
                 },
               ]

@@ -4,6 +4,8 @@
  */
 import { z } from "zod";
 import { FRAMEWORKS, type Framework, IMAGE_DIGEST } from "../../charts-ts/catalogue.ts";
+import { clusterQueueName } from "../../charts-ts/kueue-contract.ts";
+import { parseQuantity } from "../../charts-ts/quantity.ts";
 import { DEFAULT_PLATFORM_SETTINGS, type PlatformSettingsProps } from "../../charts-ts/settings.ts";
 import { HELM_CHARTS, type HelmChartKey } from "../helm-charts.ts";
 import { parseMlflowEndpoint } from "../mlflow/mlflow-endpoint.ts";
@@ -214,6 +216,59 @@ function imagesSchema(cloud: "eks" | "gke" | "local") {
   );
 }
 
+// ---- queueing (Kueue) -------------------------------------------------------------------------
+
+const quantity = z.string().refine((value) => parseQuantity(value) !== undefined, "must be a Kubernetes quantity such as 256 or 1Ti");
+
+/** A GPU pool of an existing cluster, for its queues: the cloud stacks derive theirs from `gpuPools`. */
+const queuePoolSchema = z.strictObject({
+  /** The nodes' `gpu-type` label value. */
+  gpuType: dnsLabel,
+  /** Nodes of this type the cluster has, or may scale to. */
+  maxSize: z.int().min(1),
+  gpusPerNode: z.int().min(1).max(16),
+});
+
+const queueingSchema = z
+  .strictObject({
+    /** @default true once the key is set: `queueing: false` (or no key) is off */
+    enabled: z.boolean().default(true),
+    /** Each gets a LocalQueue `project-<name>` and an even share of every GPU type. */
+    projects: z
+      .array(dnsLabel)
+      .min(1, "must name at least one project")
+      .superRefine((projects, ctx) => {
+        projects.forEach((project, index) => {
+          if (projects.indexOf(project) !== index)
+            ctx.addIssue({ code: "custom", path: [index], message: `duplicate project "${project}"` });
+        });
+      })
+      .optional(),
+    /** CPU and memory each project holds before it borrows. @default TrainingQueues' (256 CPUs, 1Ti) */
+    cpuQuotaPerProject: z.strictObject({ cpu: quantity, memory: quantity }).optional(),
+    /** Local stack only (required there): the cluster's GPU pools. */
+    gpuPools: z.array(queuePoolSchema).optional(),
+    kueue: z
+      .strictObject({
+        /** false for a cluster that already runs Kueue (v0.17, v1beta2 API): only the queues are applied. */
+        install: z.boolean().default(true),
+        /** Every replica serves the webhooks, which training Jobs cannot be created without; one leads. */
+        replicas: z.int().min(1).max(5).default(2),
+      })
+      .prefault({}),
+  })
+  .superRefine((queueing, ctx) => {
+    if (queueing.enabled && queueing.projects === undefined)
+      ctx.addIssue({ code: "custom", path: ["projects"], message: "required when queueing is enabled" });
+  });
+
+/** `false` and no key at all mean off: the platform as before Kueue; `true` is on, and then asks for its projects. */
+const queueingConfig = fromConfig(
+  z.preprocess((value) => (value === false || value === undefined ? { enabled: false } : value === true ? {} : value), queueingSchema),
+);
+
+export type QueueingConfig = z.output<typeof queueingSchema>;
+
 /** Keys every stack has, whatever its cloud. */
 const commonKeys = {
   backendApiUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
@@ -227,6 +282,8 @@ const commonKeys = {
   storageClassName: dnsSubdomain.optional(),
   /** How long `up` waits for a Helm release or the Postgres rollout to become ready. */
   deployTimeoutMinutes: fromConfig(z.int().positive().max(120).default(10)),
+  /** Kueue and the training queues (infra/README.md, "Queueing"). */
+  queueing: queueingConfig,
   /** Databases, clusters and buckets refuse deletion; off for throwaway stacks. */
   deletionProtection: fromConfig(z.boolean().default(true)),
   monitoring: fromConfig(
@@ -418,8 +475,31 @@ const localStackSchema = z.strictObject({
   ...commonKeys,
 });
 
-export const stackConfigSchema = z.discriminatedUnion("cloud", [eksStackSchema, gkeStackSchema, localStackSchema], {
-  error: "must be one of eks, gke, local",
-});
+export const stackConfigSchema = z
+  .discriminatedUnion("cloud", [eksStackSchema, gkeStackSchema, localStackSchema], {
+    error: "must be one of eks, gke, local",
+  })
+  .superRefine(queueingFitsTheStack);
+
+/** What the queueing block needs from the rest of the stack, checked here so nothing fails half-declared. */
+function queueingFitsTheStack(
+  config: { cloud: string; queueing: QueueingConfig; quota: { maxGpus?: number | undefined }; platform: PlatformSettingsProps },
+  ctx: z.RefinementCtx,
+): void {
+  const { queueing } = config;
+  const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: "custom", path, message });
+  if (config.cloud === "local" && queueing.enabled && queueing.gpuPools === undefined)
+    issue(["queueing", "gpuPools"], "required on the local stack: the cluster's GPU pools ([] for none), {gpuType, maxSize, gpusPerNode}");
+  if (config.cloud !== "local" && queueing.gpuPools !== undefined)
+    issue(["queueing", "gpuPools"], "only for the local stack: the queues come from gpuPools here");
+  if (!queueing.enabled) return;
+  if (config.quota.maxGpus !== undefined)
+    issue(["quota", "maxGpus"], "not used while queueing is on: Kueue's quotas (the GPU pools) cap the GPUs; remove it");
+  const namespace = config.platform.namespace ?? DEFAULT_PLATFORM_SETTINGS.namespace;
+  (queueing.projects ?? []).forEach((project, index) => {
+    const name = clusterQueueName(namespace, project);
+    if (name.length > 63) issue(["queueing", "projects", index], `too long: its ClusterQueue "${name}" would exceed 63 characters`);
+  });
+}
 
 export type PlainStackConfig = z.output<typeof stackConfigSchema>;

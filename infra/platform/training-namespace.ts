@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
 import type { PlatformChartProps } from "../../charts-ts/platform/platform-chart.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { SECRET_CHECKSUM_ANNOTATION, secretChecksum } from "../secret-checksum.ts";
@@ -34,12 +35,19 @@ export interface TrainingNamespaceArgs {
    * @default none: images are pulled without credentials
    */
   readonly imagePullSecret?: pulumi.Input<string>;
+  /**
+   * What must be ready before the chart's Kueue objects (queues, flavors, workload priority
+   * classes) are applied: Kueue's release, whose CRDs and webhooks they need.
+   * @default nothing: a cluster that already runs Kueue
+   */
+  readonly kueue?: readonly pulumi.Resource[];
 }
 
 /**
  * The training namespace as the platform chart defines it, plus the Secrets and
  * ConfigMap its Jobs and dispatcher read. Order: the namespace, then the Secrets,
- * then everything else, so the dispatcher's pods find their Secret at start.
+ * then everything else, so the dispatcher's pods find their Secret at start; the
+ * chart's Kueue objects (with queueing) once the namespace and `kueue` are there.
  */
 export class TrainingNamespace extends pulumi.ComponentResource {
   readonly namespace: string;
@@ -59,6 +67,7 @@ export class TrainingNamespace extends pulumi.ComponentResource {
     this.dispatcher = dispatcherManifest(objects);
 
     const isNamespace = (object: ManifestObject) => object.kind === "Namespace";
+    const isKueueObject = (object: ManifestObject) => object.apiVersion === KUEUE_API_VERSION;
     this.namespaceObject = new k8s.yaml.v2.ConfigGroup(`${name}-namespace`, { objs: objects.filter(isNamespace) }, { parent: this });
     const inNamespace = (resourceName: string) => ({ name: resourceName, namespace: settings.namespace });
     const afterNamespace = { parent: this, dependsOn: [this.namespaceObject] };
@@ -114,12 +123,37 @@ export class TrainingNamespace extends pulumi.ComponentResource {
     const tokensChecksum = secretChecksum([args.dispatcherTokens.apiToken, args.dispatcherTokens.backendToken]);
     new k8s.yaml.v2.ConfigGroup(
       `${name}-platform`,
-      { objs: tokensChecksum.apply((checksum) => objects.filter((object) => !isNamespace(object)).map(withPodAnnotation(checksum))) },
-      { parent: this, dependsOn: configuration },
+      {
+        objs: tokensChecksum.apply((checksum) =>
+          objects.filter((object) => !isNamespace(object) && !isKueueObject(object)).map(withPodAnnotation(checksum)),
+        ),
+      },
+      { parent: this, dependsOn: configuration, transforms: [replacePriorityClassesOnImmutableChange] },
     );
+    const queues = objects.filter(isKueueObject);
+    if (queues.length > 0) {
+      // Their kinds exist only once Kueue's CRDs do, and Kueue's webhooks validate them.
+      new k8s.yaml.v2.ConfigGroup(
+        `${name}-queues`,
+        { objs: queues },
+        { parent: this, dependsOn: [this.namespaceObject, ...(args.kueue ?? [])] },
+      );
+    }
     this.registerOutputs({ namespace: this.namespace });
   }
 }
+
+/**
+ * A PriorityClass's `value` and `preemptionPolicy` are immutable, and the provider
+ * would update them in place (refused: switching queueing on or off failed with
+ * "preemptionPolicy: field is immutable"). A change replaces it, deleting first
+ * since the name stays: for that moment new training pods are refused and their
+ * Jobs create them again.
+ */
+export const replacePriorityClassesOnImmutableChange: pulumi.ResourceTransform = ({ type, props, opts }) =>
+  type === "kubernetes:scheduling.k8s.io/v1:PriorityClass"
+    ? { props, opts: pulumi.mergeOptions(opts, { replaceOnChanges: ["value", "preemptionPolicy"], deleteBeforeReplace: true }) }
+    : undefined;
 
 /** The dispatcher's Deployment with the tokens' checksum on its pod template; every other object as rendered. */
 function withPodAnnotation(checksum: string): (object: ManifestObject) => ManifestObject {

@@ -22,6 +22,10 @@ export interface DeclaredResource {
   readonly inputs: Inputs;
   /** `<provider urn>::<id>`, or "" for the default provider. */
   readonly provider: string;
+  /** What it waits for (`dependsOn` and its inputs' resources), each as `<type> <name>`. */
+  readonly dependencies: readonly string[];
+  /** Its options' transforms, which mocks never run (nor create a component's children for them to act on). */
+  readonly transforms: readonly pulumi.ResourceTransform[];
 }
 
 /** How the engine marks a secret value in resource inputs. */
@@ -166,10 +170,18 @@ function computedOutputs(type: string, name: string, inputs: Inputs): Inputs {
  */
 export async function declare(config: StackConfigValues, program: () => unknown, stack = "test"): Promise<DeclaredResource[]> {
   const declared: DeclaredResource[] = [];
+  const dependencies = new Map<string, string[]>();
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
-        declared.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider ?? "" });
+        declared.push({
+          type: args.type,
+          name: args.name,
+          inputs: args.inputs,
+          provider: args.provider ?? "",
+          dependencies: dependencies.get(`${args.type} ${args.name}`) ?? [],
+          transforms: args.transforms ?? [],
+        });
         return { id: `${args.name}-id`, state: { ...args.inputs, ...computedOutputs(args.type, args.name, args.inputs) } };
       },
       call: (args) => args.inputs,
@@ -178,8 +190,34 @@ export async function declare(config: StackConfigValues, program: () => unknown,
     stack,
     false,
   );
+  recordDependencies(dependencies);
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   program();
   await pulumi.runtime.disconnect();
   return declared;
+}
+
+interface RegisterResourceRequest {
+  getType(): string;
+  getName(): string;
+  getDependenciesList(): string[];
+}
+
+/**
+ * The mocks' newResource does not see a resource's dependencies; the mock monitor's
+ * request does. Records them, by `<type> <name>`, before the mock is asked.
+ */
+function recordDependencies(into: Map<string, string[]>): void {
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterResourceRequest, callback: unknown): unknown };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    into.set(`${req.getType()} ${req.getName()}`, req.getDependenciesList().map(describeUrn));
+    return register(req, callback);
+  };
+}
+
+/** `urn:pulumi:<stack>::<project>::<parent types>$<type>::<name>` as `<type> <name>`. */
+function describeUrn(urn: string): string {
+  const [, , types = "", ...name] = urn.split("::");
+  return `${types.split("$").pop()} ${name.join("::")}`;
 }

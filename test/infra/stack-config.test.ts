@@ -128,6 +128,68 @@ describe("bad stack configuration is refused, naming the key", () => {
       "storageClassName: must be a DNS subdomain",
     ],
     ["a deploy timeout of zero", { ...rawConfig("local"), deployTimeoutMinutes: "0" }, "deployTimeoutMinutes:"],
+    ["queueing without projects", { ...rawConfig("local"), queueing: "{}" }, "queueing.projects: required when queueing is enabled"],
+    [
+      "queueing: true, without projects",
+      { ...rawConfig("local"), queueing: "true" },
+      "queueing.projects: required when queueing is enabled",
+    ],
+    [
+      "a project twice",
+      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["1", "2", "1"] })),
+      'queueing.projects[2]: duplicate project "1"',
+    ],
+    [
+      "no project",
+      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: [] })),
+      "queueing.projects: must name at least one",
+    ],
+    [
+      "a project that cannot name a queue",
+      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["Vision"] })),
+      "queueing.projects[0]: must be lower-case letters",
+    ],
+    [
+      "a project too long for its ClusterQueue's name",
+      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["p".repeat(50)] })),
+      `queueing.projects[0]: too long: its ClusterQueue "training-project-${"p".repeat(50)}" would exceed 63 characters`,
+    ],
+    [
+      "the namespace's GPU quota while Kueue's quotas cap GPUs",
+      { ...rawConfig("prod-eks"), quota: '{"maxGpus":64}' },
+      "quota.maxGpus: not used while queueing is on",
+    ],
+    [
+      "queueing on an existing cluster without its GPU pools",
+      { ...rawConfig("local"), queueing: '{"projects":["a"]}', quota: "{}" },
+      "queueing.gpuPools: required on the local stack",
+    ],
+    [
+      "queue pools on a cloud stack, whose pools are gpuPools",
+      edited("dev-eks", "queueing", (queueing) => ({ ...queueing, gpuPools: [{ gpuType: "t4", maxSize: 1, gpusPerNode: 1 }] })),
+      "queueing.gpuPools: only for the local stack",
+    ],
+    [
+      "a local queue pool without its GPUs per node",
+      { ...rawConfig("local"), queueing: '{"projects":["a"],"gpuPools":[{"gpuType":"t4","maxSize":1}]}', quota: "{}" },
+      "queueing.gpuPools[0].gpusPerNode: required",
+    ],
+    [
+      "a CPU quota that is no quantity",
+      edited("dev-eks", "queueing", (queueing) => ({ ...queueing, cpuQuotaPerProject: { cpu: "many", memory: "1Ti" } })),
+      "queueing.cpuQuotaPerProject.cpu: must be a Kubernetes quantity",
+    ],
+    [
+      "no Kueue replica",
+      edited("dev-eks", "queueing", (queueing) => ({ ...queueing, kueue: { replicas: 0 } })),
+      "queueing.kueue.replicas:",
+    ],
+    [
+      "a Kueue version of one's own",
+      edited("dev-eks", "queueing", (queueing) => ({ ...queueing, kueue: { version: "0.9.0" } })),
+      "queueing.kueue.version: unknown key",
+    ],
+    ["queueing in the platform settings", { ...rawConfig("local"), platform: '{"queueing":true}' }, "platform.queueing: unknown key"],
     [
       "a cloud stack without the dispatcher's tag",
       edited("dev-eks", "images", ({ dispatcherTag, ...images }) => images),
@@ -224,6 +286,24 @@ describe("bad stack configuration is refused, naming the key", () => {
     expect(problems).toContain("mlflowDbPassword:");
     for (const secret of ["short", "tiny", "abc"]) expect(problems).not.toContain(`"${secret}"`);
     expect(problems).not.toMatch(/\bshort\b|\btiny\b/);
+  });
+});
+
+describe("queueing", () => {
+  const queueingOf = (values: Record<string, string>) => {
+    const result = validateStackConfig(values, allSecret);
+    if (!result.success) throw new Error(result.problems.join("\n"));
+    return result.config.queueing;
+  };
+
+  it("is off without the key and with `queueing: false`", () => {
+    expect(queueingOf(rawConfig("local"))).toEqual({ enabled: false, kueue: { install: true, replicas: 2 } });
+    expect(queueingOf({ ...rawConfig("prod-eks"), queueing: "false" }).enabled).toBe(false);
+  });
+
+  it("is on once set: Kueue installed with 2 replicas unless told otherwise", () => {
+    expect(queueingOf(rawConfig("prod-gke"))).toEqual({ enabled: true, projects: ["1", "2", "3"], kueue: { install: true, replicas: 2 } });
+    expect(queueingOf(rawConfig("dev-eks")).kueue).toEqual({ install: true, replicas: 1 });
   });
 });
 

@@ -5,9 +5,12 @@
 import { isAbsolute, resolve } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
+import { KUEUE_API_VERSION } from "../../charts-ts/kueue-contract.ts";
+import type { GpuPoolQuota } from "../../charts-ts/platform/training-queues.ts";
 import { GPU_NODE_LABELS, GPU_RESOURCE } from "../../charts-ts/training-job.ts";
 import { DISPATCHER_SCRAPE_JOB } from "../../dispatcher/metric-names.ts";
 import { loadStackConfig } from "../../infra/config/load-stack-config.ts";
+import type { PlainStackConfig } from "../../infra/config/stack-config.ts";
 import { gpuNodeCapacity } from "../../infra/gpu-nodes.ts";
 import { HELM_CHARTS } from "../../infra/helm-charts.ts";
 import { TRAINING_ALERT_GROUPS } from "../../infra/monitoring/alert-rules.ts";
@@ -70,9 +73,19 @@ function plaintextSecrets(value: unknown, where: string): string[] {
 }
 
 function release(resources: DeclaredResource[], chart: keyof typeof HELM_CHARTS): Inputs {
-  const found = ofType(resources, "kubernetes:helm.sh/v3:Release").filter((resource) => resource.inputs.chart === HELM_CHARTS[chart].chart);
+  // Releases are named after their chart; `chart` itself is a full reference for OCI charts.
+  const found = ofType(resources, "kubernetes:helm.sh/v3:Release").filter((resource) => resource.inputs.name === HELM_CHARTS[chart].chart);
   expect(found, `one ${chart} release`).toHaveLength(1);
   return plain(found[0] as DeclaredResource);
+}
+
+/** The pools a stack's queues should hold quota for: EKS maxSize, GKE maxNodes (a total across zones), local as declared. */
+function expectedQueuePools(config: PlainStackConfig): GpuPoolQuota[] {
+  if (config.cloud === "eks")
+    return config.gpuPools.map((pool) => ({ gpuType: pool.gpuType, maxSize: pool.maxSize, gpusPerNode: pool.gpusPerNode }));
+  if (config.cloud === "gke")
+    return config.gpuPools.map((pool) => ({ gpuType: pool.gpuType, maxSize: pool.maxNodes, gpusPerNode: pool.gpusPerNode }));
+  return config.queueing.gpuPools ?? [];
 }
 
 const GPU_LABELS = (gpuType: string) => ({ accelerator: "nvidia-gpu", "gpu-type": gpuType, "nvidia.com/gpu.present": "true" });
@@ -168,6 +181,7 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     const resources = await resourcesOf(stack);
     const namespace = one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-namespace").inputs.objs;
     const rest = structuredClone(one(resources, "kubernetes:yaml/v2:ConfigGroup", "training-platform").inputs.objs);
+    const queueGroups = resources.filter((resource) => resource.name === "training-queues");
     expect(namespace.map((object: Inputs) => `${object.kind}/${object.metadata.name}`)).toEqual(["Namespace/training"]);
     const kinds = new Set(rest.map((object: Inputs) => object.kind));
     for (const kind of [
@@ -189,11 +203,13 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
         registry: config.images.registry,
         trainerImageVersion: config.images.trainerTag,
         trainerImageDigests: config.images.trainerDigests,
+        queueing: config.queueing.enabled,
       },
       dispatcherImage: {
         tag: config.images.dispatcherTag,
         ...(config.images.dispatcherDigest !== undefined && { digest: config.images.dispatcherDigest }),
       },
+      ...(config.queueing.enabled && { queues: { gpuPools: expectedQueuePools(config), projects: config.queueing.projects ?? [] } }),
       quota: config.quota,
       dispatcherReplicas: config.dispatcherReplicas,
       ...(config.cloud !== "local" && { gpuNodeCapacity: gpuNodeCapacity(config.gpuPools) }),
@@ -203,7 +219,13 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     const deployment = rest.find((object: Inputs) => object.kind === "Deployment");
     expect(Object.keys(deployment.spec.template.metadata.annotations)).toEqual([SECRET_CHECKSUM_ANNOTATION]);
     delete deployment.spec.template.metadata.annotations;
-    expect([...namespace, ...rest]).toEqual(JSON.parse(JSON.stringify(rendered)));
+    // Kueue's objects are a group of their own, applied once Kueue is (see "queueing" below).
+    const queues = queueGroups.flatMap((group) => group.inputs.objs);
+    const isKueueObject = (object: Inputs) => object.apiVersion === KUEUE_API_VERSION;
+    const asRendered = JSON.parse(JSON.stringify(rendered));
+    expect([...namespace, ...rest]).toEqual(asRendered.filter((object: Inputs) => !isKueueObject(object)));
+    expect(queues).toEqual(asRendered.filter(isKueueObject));
+    expect(queueGroups).toHaveLength(config.queueing.enabled ? 1 : 0);
   });
 
   it("updates Secrets and ConfigMaps in place and rolls every workload that reads a rotated secret", async () => {
@@ -239,12 +261,17 @@ describe.each([...STACKS.keys()])("every stack: %s", (stack) => {
     const releases = ofType(await resourcesOf(stack), "kubernetes:helm.sh/v3:Release");
     expect(releases.length).toBeGreaterThan(0);
     for (const { inputs } of releases) {
-      const pin = Object.values(HELM_CHARTS).find((candidate) => candidate.chart === inputs.chart);
-      expect(pin, inputs.chart).toBeDefined();
+      const pin = Object.values(HELM_CHARTS).find((candidate) => candidate.chart === inputs.name);
+      expect(pin, inputs.name).toBeDefined();
       expect(inputs.version).toBe(pin?.version);
       expect(inputs.version).toMatch(/^\d+\.\d+\.\d+$/);
-      expect(inputs.repositoryOpts).toEqual({ repo: pin?.repo });
-      expect(inputs.name).toBe(inputs.chart);
+      if (pin?.repo.startsWith("oci://")) {
+        expect(inputs.chart).toBe(`${pin.repo}/${pin.chart}`);
+        expect(inputs.repositoryOpts).toBeUndefined();
+      } else {
+        expect(inputs.chart).toBe(inputs.name);
+        expect(inputs.repositoryOpts).toEqual({ repo: pin?.repo });
+      }
     }
   });
 

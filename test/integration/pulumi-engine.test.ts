@@ -1,7 +1,8 @@
 // The stacks' program run by the real Pulumi engine (tools/pulumi: CLI, our
 // language host, the Kubernetes provider) against the test control plane:
 // preview with the policy pack, up, a no-op up, every secret rotated, a bad
-// config refused, destroy. Helm charts come from test/pulumi/charts (see
+// config refused, queueing turned on (the queues applied for the cluster's own
+// Kueue) and off again, destroy. Helm charts come from test/pulumi/charts (see
 // test/pulumi/README.md for what that does and does not prove). If the engine
 // cannot be built or started, the run fails; nothing here skips.
 import { spawnSync } from "node:child_process";
@@ -15,7 +16,9 @@ import { App } from "cdk8s";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { FRAMEWORK_CATALOGUE, FRAMEWORKS } from "../../charts-ts/catalogue.ts";
+import { KUEUE_API_VERSION, localQueueName, QUEUE_NAME_LABEL } from "../../charts-ts/kueue-contract.ts";
 import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
+import { GPU_RESOURCE, GPU_TAINT } from "../../charts-ts/training-job.ts";
 import { validateStackConfig } from "../../infra/config/load-stack-config.ts";
 import {
   OPTIONAL_SECRET_CONFIG,
@@ -103,6 +106,34 @@ const expectedPlatform = (): KubernetesObject[] => {
   ) as KubernetesObject[];
 };
 const FIRST = secretsNamed("first");
+
+/**
+ * Queueing for the test cluster's GPU nodes (test/cluster/nodes.yaml: 8 t4, 8 a100) and two
+ * projects. The cluster runs Kueue v0.17 out of cluster (test/cluster/up.sh), so the stack
+ * installs none (`kueue.install: false`) and the cluster's Kueue validates and reconciles
+ * the queues. (Its chart is proven by test/infra/queueing.test.ts only: a second Kueue
+ * from a stand-in chart would prove nothing about the real one and fight the first.)
+ */
+const QUEUEING = {
+  projects: ["a", "b"],
+  gpuPools: [
+    { gpuType: "t4", maxSize: 1, gpusPerNode: 8 },
+    { gpuType: "a100", maxSize: 1, gpusPerNode: 8 },
+  ],
+  kueue: { install: false },
+};
+const KUEUE_OBJECTS: readonly [kind: string, name: string, namespace?: string][] = [
+  ["ResourceFlavor", "gpu-t4"],
+  ["ResourceFlavor", "gpu-a100"],
+  ["ResourceFlavor", "cpu"],
+  ["ClusterQueue", "training-project-a"],
+  ["ClusterQueue", "training-project-b"],
+  ["LocalQueue", "project-a", "training"],
+  ["LocalQueue", "project-b", "training"],
+  ["WorkloadPriorityClass", "training-high"],
+  ["WorkloadPriorityClass", "training-default"],
+  ["WorkloadPriorityClass", "training-low"],
+];
 const ROTATED = secretsNamed("rotated");
 
 interface Run {
@@ -268,6 +299,59 @@ async function withoutOtherFilesPlatform(): Promise<void> {
   }
 }
 
+/**
+ * Server-side applying the chart's objects (dist/'s, with the stack's images and pull secret) changes
+ * nothing the stack deployed (quantities normalised by the API server).
+ */
+async function expectPlatformAsRendered(): Promise<void> {
+  for (const object of expectedPlatform()) {
+    const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
+    const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
+    const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
+    const comparable = ({ metadata: _, status: __, ...rest }: KubernetesObject & { status?: unknown }) => rest;
+    expect(comparable(applied), `${kind} ${metadata.name}`).toEqual(comparable(live));
+  }
+}
+
+interface KueueObject extends KubernetesObject {
+  spec?: Record<string, unknown>;
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[]; admission?: unknown };
+}
+
+const readKueue = (kind: string, name: string, namespace?: string) => read<KueueObject>(KUEUE_API_VERSION, kind, name, namespace);
+
+/** The stack's queues as the cluster's Kueue sees them: every object there, each ClusterQueue reconciled Active. */
+async function expectQueuesServed(): Promise<void> {
+  for (const [kind, name, namespace] of KUEUE_OBJECTS) {
+    expect(await readKueue(kind, name, namespace), `${kind} ${name}`).toBeDefined();
+  }
+  for (const name of ["training-project-a", "training-project-b"]) {
+    // Kueue marks a ClusterQueue Active only once every flavor it names exists and its spec is sound.
+    const queue = await until(`ClusterQueue ${name} Active`, async () => {
+      const found = await readKueue("ClusterQueue", name);
+      return found?.status?.conditions?.some((c) => c.type === "Active" && c.status === "True") && found;
+    });
+    const groups = (queue.spec?.resourceGroups ?? []) as {
+      flavors: { name: string; resources: { name: string; nominalQuota: unknown }[] }[];
+    }[];
+    const gpuQuota = Object.fromEntries(
+      groups.flatMap((group) =>
+        group.flavors.flatMap((flavor) =>
+          flavor.resources.filter((r) => r.name === GPU_RESOURCE).map((r) => [flavor.name, r.nominalQuota]),
+        ),
+      ),
+    );
+    // Each pool's 8 GPUs split evenly between the two projects (the API server keeps quantities as strings).
+    expect(gpuQuota, name).toEqual({ "gpu-t4": "4", "gpu-a100": "4" });
+  }
+}
+
+async function expectNoQueues(): Promise<void> {
+  for (const [kind, name, namespace] of KUEUE_OBJECTS) {
+    expect(await readKueue(kind, name, namespace), `${kind} ${name}`).toBeUndefined();
+  }
+}
+
 beforeAll(async () => {
   const project = parse(readFileSync(join(STACKS, "Pulumi.yaml"), "utf8"));
   mkdirSync(PROJECT);
@@ -341,12 +425,14 @@ describe("the Pulumi engine against the test control plane", () => {
         dispatcherReplicas: "0",
         helmCharts: JSON.stringify({ mlflow: { repo: "https://charts.example.com", path: "./mlflow" } }),
         images: JSON.stringify({ ...IMAGES, trainerTag: "latest" }),
+        queueing: JSON.stringify({ projects: ["a", "a"] }),
       });
       const run = pulumi(stack, "up", "--yes", "--skip-preview");
       expect(run.status).not.toBe(0);
       expect(run.output).toContain("dispatcherReplicas");
       expect(run.output).toContain("helmCharts.mlflow");
       expect(run.output).toContain("images.trainerTag: must not be latest");
+      expect(run.output).toContain('queueing.projects[1]: duplicate project "a"');
       const state = JSON.parse(pulumiOk(stack, "stack", "export"));
       const types = (state.deployment.resources ?? []).map((resource: { type: string }) => resource.type);
       expect(types.filter((type: string) => type !== "pulumi:pulumi:Stack")).toEqual([]);
@@ -462,14 +548,7 @@ describe("the Pulumi engine against the test control plane", () => {
     async () => {
       pulumiOk(STACK, "up", "--yes", "--skip-preview");
 
-      // Server-side applying the chart's objects changes nothing the stack deployed (quantities normalised by the API server).
-      for (const object of expectedPlatform()) {
-        const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
-        const live = await mustRead(apiVersion, kind, metadata.name as string, metadata.namespace);
-        const applied = await objects.patch(object, undefined, "All", "engine-test-compare", true, PatchStrategy.ServerSideApply);
-        const comparable = ({ metadata: _, status: __, ...rest }: KubernetesObject & { status?: unknown }) => rest;
-        expect(comparable(applied), `${kind} ${metadata.name}`).toEqual(comparable(live));
-      }
+      await expectPlatformAsRendered();
 
       for (const secret of SECRETS) {
         const live = await mustRead<SecretObject>("v1", "Secret", secret.name, secret.namespace);
@@ -582,9 +661,111 @@ describe("the Pulumi engine against the test control plane", () => {
   );
 
   it(
-    "destroys everything of ours; the charts' CRDs stay, as Helm leaves them (infra/README.md)",
+    "turns queueing on: the queues from the pools, admitted by the cluster's Kueue, a project's Job admitted to its flavor; no GPU quota, no scheduler preemption",
     async () => {
+      pulumiOk(STACK, "config", "set-all", "--plaintext", `training-platform:queueing=${JSON.stringify(QUEUEING)}`);
+      // Only the PriorityClasses whose preemptionPolicy changes are replaced (it is immutable); nothing else is.
+      const preview = JSON.parse(pulumiOk(STACK, "preview", "--json")) as { steps: { op: string; urn: string }[] };
+      const replaced = preview.steps.filter((step) => !["same", "update", "create"].includes(step.op));
+      expect(new Set(replaced.map((step) => step.urn.split("::").at(-1)))).toEqual(
+        new Set(["training-platform:training-high", "training-platform:training-default"]),
+      );
+      expect(replaced.every((step) => step.op === "replace" || step.op.endsWith("-replaced") || step.op.endsWith("-replacement"))).toBe(
+        true,
+      );
+      pulumiOk(STACK, "up", "--yes", "--skip-preview");
+      await expectQueuesServed();
+      // Kueue's webhooks default fields of the queues: the next run must not fight them, and the policies still hold.
+      const again = pulumiOk(STACK, "preview", "--expect-no-changes", "--policy-pack", POLICY_PACK);
+      expect(again).not.toMatch(/mandatory|advisory/);
+
+      const quota = await mustRead<KubernetesObject & { spec: { hard: Record<string, string> } }>(
+        "v1",
+        "ResourceQuota",
+        "training-quota",
+        "training",
+      );
+      expect(Object.keys(quota.spec.hard)).toEqual(["count/jobs.batch"]);
+      for (const priority of ["high", "default", "low"]) {
+        const priorityClass = await mustRead<KubernetesObject & { preemptionPolicy?: string }>(
+          "scheduling.k8s.io/v1",
+          "PriorityClass",
+          `training-${priority}`,
+        );
+        expect(priorityClass.preemptionPolicy, priority).toBe("Never");
+      }
+
+      // A Job of project a, as the dispatcher submits one: suspended, named queue; Kueue admits it to the t4 flavor.
+      const job = {
+        apiVersion: "batch/v1",
+        kind: "Job",
+        metadata: { name: "engine-test-queued", namespace: "training", labels: { [QUEUE_NAME_LABEL]: localQueueName("a") } },
+        spec: {
+          suspend: true,
+          backoffLimit: 0,
+          template: {
+            metadata: { labels: { "kwok-run-duration": "1h" } },
+            spec: {
+              restartPolicy: "Never",
+              nodeSelector: { "gpu-type": "t4" },
+              tolerations: [{ key: GPU_TAINT.key, operator: "Exists", effect: GPU_TAINT.effect }],
+              securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: "RuntimeDefault" } },
+              containers: [
+                {
+                  name: "trainer",
+                  image: "trainer:test",
+                  securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
+                  resources: {
+                    requests: { cpu: "1", memory: "1Gi", [GPU_RESOURCE]: "4" },
+                    limits: { cpu: "1", memory: "1Gi", [GPU_RESOURCE]: "4" },
+                  },
+                },
+              ],
+            },
+          },
+        },
+      };
+      await objects.create(job);
+      try {
+        const admission = await until("the Job's Workload admitted", async () => {
+          const list = await objects.list<KueueObject>(KUEUE_API_VERSION, "Workload", "training");
+          const workload = list.items.find((item) => item.metadata?.ownerReferences?.some((owner) => owner.name === job.metadata.name));
+          return workload?.status?.conditions?.some((c) => c.type === "Admitted" && c.status === "True") && workload.status.admission;
+        });
+        expect(admission).toMatchObject({
+          clusterQueue: "training-project-a",
+          podSetAssignments: [{ flavors: { [GPU_RESOURCE]: "gpu-t4", cpu: "cpu", memory: "cpu" } }],
+        });
+      } finally {
+        await objects.delete(job, undefined, undefined, 0, undefined, "Background");
+        await until("the Job's Workload gone", async () => {
+          const list = await objects.list<KueueObject>(KUEUE_API_VERSION, "Workload", "training");
+          return list.items.length === 0;
+        });
+      }
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "turns queueing off again: the queues removed, the platform exactly as rendered without queueing",
+    async () => {
+      pulumiOk(STACK, "config", "set-all", "--plaintext", "training-platform:queueing=false");
+      pulumiOk(STACK, "up", "--yes", "--skip-preview");
+      await expectNoQueues();
+      await expectPlatformAsRendered();
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "destroys everything of ours, the queues included; the charts' CRDs stay, as Helm leaves them (infra/README.md)",
+    async () => {
+      pulumiOk(STACK, "config", "set-all", "--plaintext", `training-platform:queueing=${JSON.stringify(QUEUEING)}`);
+      pulumiOk(STACK, "up", "--yes", "--skip-preview");
+      await expectQueuesServed();
       pulumiOk(STACK, "destroy", "--yes", "--skip-preview");
+      await expectNoQueues();
       for (const object of distObjects("platform.k8s.yaml")) {
         const { apiVersion, kind, metadata } = object as Required<KubernetesObject>;
         expect(await read(apiVersion, kind, metadata.name as string, metadata.namespace), `${kind} ${metadata.name}`).toBeUndefined();
