@@ -233,9 +233,16 @@ const queueingSchema = z
   .strictObject({
     /** @default true once the key is set: `queueing: false` (or no key) is off */
     enabled: z.boolean().default(true),
-    /** Each gets a LocalQueue `project-<name>` and an even share of every GPU type. */
+    /** The backend's projectIds: project N gets LocalQueue `project-N` (queueProjectOf) and an even share of every GPU type. */
     projects: z
-      .array(dnsLabel)
+      .array(
+        z
+          .string()
+          .regex(
+            /^[1-9][0-9]*$/,
+            "must be a backend projectId (decimal digits, no leading zero): a request of projectId N waits in LocalQueue project-N",
+          ),
+      )
       .min(1, "must name at least one project")
       .superRefine((projects, ctx) => {
         projects.forEach((project, index) => {

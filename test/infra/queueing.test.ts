@@ -11,23 +11,14 @@ import { KUEUE_NAMESPACE } from "../../infra/addons/kueue.ts";
 import { loadStackConfig, StackConfigError } from "../../infra/config/load-stack-config.ts";
 import { HELM_CHARTS } from "../../infra/helm-charts.ts";
 import { platform } from "../../infra/program.ts";
-import {
-  type DeclaredResource,
-  declare,
-  type Inputs,
-  PROJECT,
-  readStackFile,
-  type StackConfigValues,
-  stackFiles,
-  withTestSecrets,
-} from "./pulumi-mocks.ts";
+import { type DeclaredResource, declare, deployedStack, type Inputs, PROJECT, type StackConfigValues, stackFiles } from "./pulumi-mocks.ts";
 
 const RELEASE = "kubernetes:helm.sh/v3:Release";
 const CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup";
 
 /** A stack file's config with some keys replaced (JSON values, as Pulumi hands structured config). */
 function stackConfig(stack: string, overrides: Readonly<Record<string, unknown>> = {}): StackConfigValues {
-  const config = withTestSecrets(readStackFile(stackFiles().get(stack) as string));
+  const config = deployedStack(stackFiles().get(stack) as string);
   const values = { ...config.values };
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) delete values[`${PROJECT}:${key}`];
@@ -214,7 +205,7 @@ describe("queueing on an existing cluster (local)", () => {
     declare(stackConfig("local", { queueing, quota: { maxJobs: 100 } }), () => platform(loadStackConfig()), "local");
 
   it("installs Kueue by default and sizes the flavors from the declared pools and CPU quota", async () => {
-    const resources = await withQueueing({ projects: ["a"], gpuPools: pools, cpuQuotaPerProject: { cpu: "64", memory: "256Gi" } });
+    const resources = await withQueueing({ projects: ["1"], gpuPools: pools, cpuQuotaPerProject: { cpu: "64", memory: "256Gi" } });
     expect(kueueRelease(resources)?.inputs.values.controllerManager.replicas).toBe(2);
     const [queue] = objectsOf(resources, "training-queues").filter((object) => object.kind === "ClusterQueue");
     expect(queue?.spec.resourceGroups).toEqual([
@@ -243,7 +234,7 @@ describe("queueing on an existing cluster (local)", () => {
   it("takes Kueue's chart from a configured OCI registry or mirror, at the pinned version", async () => {
     const kueueFrom = async (source: Inputs) => {
       const config = stackConfig("local", {
-        queueing: { projects: ["a"], gpuPools: pools },
+        queueing: { projects: ["1"], gpuPools: pools },
         quota: { maxJobs: 100 },
         helmCharts: { kueue: source },
       });
@@ -260,12 +251,12 @@ describe("queueing on an existing cluster (local)", () => {
   });
 
   it("with `kueue.install: false` applies only the queues, for the Kueue the cluster runs", async () => {
-    const resources = await withQueueing({ projects: ["a", "b"], gpuPools: pools, kueue: { install: false } });
+    const resources = await withQueueing({ projects: ["1", "2"], gpuPools: pools, kueue: { install: false } });
     expect(kueueRelease(resources)).toBeUndefined();
     expect(resources.filter((resource) => resource.name === "kueue")).toEqual([]);
     const queues = only(resources, CONFIG_GROUP, "training-queues");
     expect(queues.dependencies).toEqual([`${CONFIG_GROUP} training-namespace`]);
-    expect(named(queues.inputs.objs, "LocalQueue")).toEqual(["project-a", "project-b"]);
+    expect(named(queues.inputs.objs, "LocalQueue")).toEqual(["project-1", "project-2"]);
   });
 });
 
@@ -296,7 +287,7 @@ describe("bad queueing config", () => {
     });
     for (const expected of [
       'training-platform:queueing.projects[1]: duplicate project "1"',
-      "training-platform:queueing.projects[2]: must be lower-case letters",
+      "training-platform:queueing.projects[2]: must be a backend projectId",
       "training-platform:queueing.cpuQuotaPerProject.cpu: must be a Kubernetes quantity",
     ]) {
       expect(

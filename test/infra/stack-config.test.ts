@@ -147,12 +147,12 @@ describe("bad stack configuration is refused, naming the key", () => {
     [
       "a project that cannot name a queue",
       edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["Vision"] })),
-      "queueing.projects[0]: must be lower-case letters",
+      "queueing.projects[0]: must be a backend projectId",
     ],
     [
       "a project too long for its ClusterQueue's name",
-      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["p".repeat(50)] })),
-      `queueing.projects[0]: too long: its ClusterQueue "training-project-${"p".repeat(50)}" would exceed 63 characters`,
+      edited("prod-eks", "queueing", (queueing) => ({ ...queueing, projects: ["9".repeat(50)] })),
+      `queueing.projects[0]: too long: its ClusterQueue "training-project-${"9".repeat(50)}" would exceed 63 characters`,
     ],
     [
       "the namespace's GPU quota while Kueue's quotas cap GPUs",
@@ -161,7 +161,7 @@ describe("bad stack configuration is refused, naming the key", () => {
     ],
     [
       "queueing on an existing cluster without its GPU pools",
-      { ...rawConfig("local"), queueing: '{"projects":["a"]}', quota: "{}" },
+      { ...rawConfig("local"), queueing: '{"projects":["1"]}', quota: "{}" },
       "queueing.gpuPools: required on the local stack",
     ],
     [
@@ -171,7 +171,7 @@ describe("bad stack configuration is refused, naming the key", () => {
     ],
     [
       "a local queue pool without its GPUs per node",
-      { ...rawConfig("local"), queueing: '{"projects":["a"],"gpuPools":[{"gpuType":"t4","maxSize":1}]}', quota: "{}" },
+      { ...rawConfig("local"), queueing: '{"projects":["1"],"gpuPools":[{"gpuType":"t4","maxSize":1}]}', quota: "{}" },
       "queueing.gpuPools[0].gpusPerNode: required",
     ],
     [

@@ -115,7 +115,7 @@ const FIRST = secretsNamed("first");
  * from a stand-in chart would prove nothing about the real one and fight the first.)
  */
 const QUEUEING = {
-  projects: ["a", "b"],
+  projects: ["1", "2"],
   gpuPools: [
     { gpuType: "t4", maxSize: 1, gpusPerNode: 8 },
     { gpuType: "a100", maxSize: 1, gpusPerNode: 8 },
@@ -126,10 +126,10 @@ const KUEUE_OBJECTS: readonly [kind: string, name: string, namespace?: string][]
   ["ResourceFlavor", "gpu-t4"],
   ["ResourceFlavor", "gpu-a100"],
   ["ResourceFlavor", "cpu"],
-  ["ClusterQueue", "training-project-a"],
-  ["ClusterQueue", "training-project-b"],
-  ["LocalQueue", "project-a", "training"],
-  ["LocalQueue", "project-b", "training"],
+  ["ClusterQueue", "training-project-1"],
+  ["ClusterQueue", "training-project-2"],
+  ["LocalQueue", "project-1", "training"],
+  ["LocalQueue", "project-2", "training"],
   ["WorkloadPriorityClass", "training-high"],
   ["WorkloadPriorityClass", "training-default"],
   ["WorkloadPriorityClass", "training-low"],
@@ -325,7 +325,7 @@ async function expectQueuesServed(): Promise<void> {
   for (const [kind, name, namespace] of KUEUE_OBJECTS) {
     expect(await readKueue(kind, name, namespace), `${kind} ${name}`).toBeDefined();
   }
-  for (const name of ["training-project-a", "training-project-b"]) {
+  for (const name of ["training-project-1", "training-project-2"]) {
     // Kueue marks a ClusterQueue Active only once every flavor it names exists and its spec is sound.
     const queue = await until(`ClusterQueue ${name} Active`, async () => {
       const found = await readKueue("ClusterQueue", name);
@@ -425,14 +425,14 @@ describe("the Pulumi engine against the test control plane", () => {
         dispatcherReplicas: "0",
         helmCharts: JSON.stringify({ mlflow: { repo: "https://charts.example.com", path: "./mlflow" } }),
         images: JSON.stringify({ ...IMAGES, trainerTag: "latest" }),
-        queueing: JSON.stringify({ projects: ["a", "a"] }),
+        queueing: JSON.stringify({ projects: ["1", "1"] }),
       });
       const run = pulumi(stack, "up", "--yes", "--skip-preview");
       expect(run.status).not.toBe(0);
       expect(run.output).toContain("dispatcherReplicas");
       expect(run.output).toContain("helmCharts.mlflow");
       expect(run.output).toContain("images.trainerTag: must not be latest");
-      expect(run.output).toContain('queueing.projects[1]: duplicate project "a"');
+      expect(run.output).toContain('queueing.projects[1]: duplicate project "1"');
       const state = JSON.parse(pulumiOk(stack, "stack", "export"));
       const types = (state.deployment.resources ?? []).map((resource: { type: string }) => resource.type);
       expect(types.filter((type: string) => type !== "pulumi:pulumi:Stack")).toEqual([]);
@@ -699,7 +699,7 @@ describe("the Pulumi engine against the test control plane", () => {
       const job = {
         apiVersion: "batch/v1",
         kind: "Job",
-        metadata: { name: "engine-test-queued", namespace: "training", labels: { [QUEUE_NAME_LABEL]: localQueueName("a") } },
+        metadata: { name: "engine-test-queued", namespace: "training", labels: { [QUEUE_NAME_LABEL]: localQueueName("1") } },
         spec: {
           suspend: true,
           backoffLimit: 0,
@@ -733,7 +733,7 @@ describe("the Pulumi engine against the test control plane", () => {
           return workload?.status?.conditions?.some((c) => c.type === "Admitted" && c.status === "True") && workload.status.admission;
         });
         expect(admission).toMatchObject({
-          clusterQueue: "training-project-a",
+          clusterQueue: "training-project-1",
           podSetAssignments: [{ flavors: { [GPU_RESOURCE]: "gpu-t4", cpu: "cpu", memory: "cpu" } }],
         });
       } finally {
