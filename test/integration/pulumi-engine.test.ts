@@ -28,7 +28,7 @@ import {
 } from "../../infra/config/stack-config.ts";
 import { IMAGE_PULL_SECRET_NAME } from "../../infra/platform/training-namespace.ts";
 import { SECRET_CHECKSUM_ANNOTATION } from "../../infra/secret-checksum.ts";
-import { readStackFile, withTestSecrets } from "../infra/pulumi-mocks.ts";
+import { DEPLOYED_IMAGES, readStackFile, withTestSecrets } from "../infra/pulumi-mocks.ts";
 import { distObjects } from "./platform.ts";
 import { until } from "./until.ts";
 
@@ -75,17 +75,7 @@ const secretsNamed = (tag: string): Secrets => ({
   grafanaAdminPassword: `${tag}-grafana-admin-password`,
 });
 /** A build as the pulumi workflow names it: the commit's tag for all, each image pinned by digest. */
-const IMAGES = {
-  registry: "ghcr.io/myorg",
-  dispatcherTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
-  trainerTag: "4e3d2c1b0a99887766554433221100ffeeddccbb",
-  dispatcherDigest: `sha256:${"7c".repeat(32)}`,
-  trainerDigests: {
-    ultralytics: `sha256:${"1a".repeat(32)}`,
-    timm: `sha256:${"2b".repeat(32)}`,
-    transformers: `sha256:${"3c".repeat(32)}`,
-  },
-};
+const IMAGES = { registry: "ghcr.io/myorg", ...DEPLOYED_IMAGES };
 /** The platform chart the stack must apply for that config: dist/'s, with these images and the pull secret. */
 const expectedPlatform = (): KubernetesObject[] => {
   const chart = new PlatformChart(new App(), "platform", {

@@ -10,11 +10,12 @@ import { PlatformChart } from "../../charts-ts/platform/platform-chart.ts";
 import { type TrainingRequestInput, trainingRequest } from "../../charts-ts/request.ts";
 import { platformSettings } from "../../charts-ts/settings.ts";
 import { KubernetesExecutor } from "../../dispatcher/executors/kubernetes-executor.ts";
+import type { TransitionEvent } from "../../dispatcher/http/schemas.ts";
 import { buildServer } from "../../dispatcher/http/server.ts";
 import type { StatusCallback } from "../../dispatcher/live/backend-callbacks.ts";
 import { type LiveStatus, startLiveStatus } from "../../dispatcher/live/live-status.ts";
 import { DispatcherMetrics } from "../../dispatcher/live/metrics.ts";
-import { type JobStatus, type Queue, TERMINAL_PHASES, type Transition } from "../../dispatcher/status/status-model.ts";
+import { type JobStatus, TERMINAL_PHASES, type Transition } from "../../dispatcher/status/status-model.ts";
 import { KueueNamespace, T4_POOL } from "./kueue-cluster.ts";
 import { applyPlatform, chartObjects } from "./platform.ts";
 import { RecordingBackend } from "./recording-backend.ts";
@@ -141,16 +142,8 @@ async function getStatus(jobId: number, at = base): Promise<JobStatus> {
   return (await fetch(`${at}/v1/jobs/${jobId}`, { headers: auth })).json() as Promise<JobStatus>;
 }
 
-interface Pushed {
-  readonly sequence: number;
-  readonly phase: string;
-  readonly reason: string;
-  readonly message?: string;
-  readonly attempt?: number;
-  readonly exitCode?: number;
-  readonly queue?: Queue;
-  readonly at: string;
-}
+/** A pushed event as SSE and the callbacks carry it (the callbacks name the phase `status`). */
+type Pushed = Omit<TransitionEvent, "jobId">;
 
 /** A live subscriber of the job's SSE stream, from its first event. */
 const subscribe = (jobId: number, at = base) => subscribeSse<Pushed>(`${at}/v1/jobs/${jobId}/events`, auth);
