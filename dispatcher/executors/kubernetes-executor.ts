@@ -24,11 +24,11 @@ import { type Manifest, renderTrainingJob } from "../../charts-ts/training-job-c
 import { ApiError, apiServerFailure, apiServerMessage, isMissingNamespace, missingNamespaceMessage } from "../api-error.ts";
 import { dryRunPod, jobEventsByName, jobEventsOf, PodAdmission } from "../live/admission.ts";
 import { jobIdOf } from "../live/job-watch.ts";
-import { kueueObjectsOf, listWorkloads } from "../live/kueue-api.ts";
+import { kueueObjectsOf, listWorkloads, type PageReads, pageReads } from "../live/kueue-api.ts";
 import { WorkloadDeactivation } from "../live/workload-deactivation.ts";
 import { attemptLog } from "../status/attempt-log.ts";
 import { deriveJobStatus, historyOf } from "../status/job-status.ts";
-import { type KueueObjects, queuedByKueue, type Workload } from "../status/kueue-workload.ts";
+import { type KueueObjects, queuedByKueue } from "../status/kueue-workload.ts";
 import { type JobStatus, TERMINAL_PHASES } from "../status/status-model.ts";
 import type {
   DryRunResult,
@@ -222,12 +222,10 @@ export class KubernetesExecutor implements JobExecutor {
         jobEventsByName(this.core, this.namespace),
       ]);
       const podsByJob = Map.groupBy(pods.items, (pod) => pod.metadata?.labels?.[JOB_NAME_LABEL] ?? "");
-      // One Workload list for the page's Kueue jobs, and the visibility API for those that wait.
+      // One Workload list for the page's Kueue jobs, and the visibility API once per LocalQueue with a waiting job.
       const queued = jobs.items.filter(queuedByKueue);
-      const workloads = queued.length > 0 ? await listWorkloads(this.custom, this.namespace) : [];
-      const kueue = new Map(
-        await Promise.all(queued.map(async (job) => [job.metadata?.name, await this.kueueOf(job, workloads)] as const)),
-      );
+      const page = pageReads(this.kubeConfig, this.namespace, queued.length > 0 ? await listWorkloads(this.custom, this.namespace) : []);
+      const kueue = new Map(await Promise.all(queued.map(async (job) => [job.metadata?.name, await this.kueueOf(job, page)] as const)));
       const statuses = jobs.items.map((job) => {
         const name = job.metadata?.name ?? "";
         const objects = { job, pods: podsByJob.get(name) ?? [], events: jobEvents.get(name) ?? [] };
@@ -378,7 +376,7 @@ export class KubernetesExecutor implements JobExecutor {
   }
 
   /** The Job's Workload, queue position and preemptor (live/kueue-api.ts). */
-  private kueueOf(job: V1Job, workloads?: readonly Workload[]): Promise<KueueObjects> {
-    return kueueObjectsOf(this.kubeConfig, this.custom, { ...job, metadata: { namespace: this.namespace, ...job.metadata } }, workloads);
+  private kueueOf(job: V1Job, page?: PageReads): Promise<KueueObjects> {
+    return kueueObjectsOf(this.kubeConfig, this.custom, { ...job, metadata: { namespace: this.namespace, ...job.metadata } }, page);
   }
 }

@@ -74,19 +74,39 @@ export async function pendingPositions(
   return new Map((items ?? []).map((item) => [item.metadata.name, item.positionInLocalQueue]));
 }
 
+/** What a list page reads once for all its Jobs: the namespace's Workloads, each LocalQueue's positions once. */
+export interface PageReads {
+  readonly workloads: readonly Workload[];
+  readonly positionsOf: (localQueue: string) => Promise<Map<string, number>>;
+}
+
+export function pageReads(kubeConfig: KubeConfig, namespace: string, workloads: readonly Workload[]): PageReads {
+  const positions = new Map<string, Promise<Map<string, number>>>();
+  return {
+    workloads,
+    positionsOf: (localQueue) => {
+      const known = positions.get(localQueue) ?? pendingPositions(kubeConfig, namespace, localQueue);
+      positions.set(localQueue, known);
+      return known;
+    },
+  };
+}
+
 /**
  * A Job's Workload with its queue position and preemptor, read on demand (GET, list): one list
- * call, plus the visibility API while it waits and one more list when it was preempted. The
- * position is left out when the visibility API does not answer: the rest of the status stands.
+ * call, plus the visibility API while it waits and one more list when it was preempted (a list
+ * page passes what it read once instead). The position is left out when the visibility API does
+ * not answer: the rest of the status stands.
  */
 export async function kueueObjectsOf(
   kubeConfig: KubeConfig,
   custom: CustomObjectsApi,
   job: V1Job,
-  workloads?: readonly Workload[],
+  page?: PageReads,
 ): Promise<KueueObjects> {
   const namespace = job.metadata?.namespace ?? "";
   const uid = job.metadata?.uid ?? "";
+  const workloads = page?.workloads;
   const workload = (workloads ?? (await listWorkloads(custom, namespace, `${JOB_UID_LABEL}=${uid}`))).find(
     (candidate) => candidate.metadata?.labels?.[JOB_UID_LABEL] === uid,
   );
@@ -103,7 +123,7 @@ export async function kueueObjectsOf(
   const position =
     queue === undefined || isSettled(workload)
       ? undefined
-      : await pendingPositions(kubeConfig, namespace, queue).then(
+      : await (page?.positionsOf(queue) ?? pendingPositions(kubeConfig, namespace, queue)).then(
           (positions) => positions.get(workload.metadata?.name ?? ""),
           () => undefined,
         );
